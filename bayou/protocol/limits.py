@@ -1,0 +1,47 @@
+"""Every buffer and size bayou enforces, in one place, with safe defaults.
+
+The settings reference (docs/reference/settings.md) documents each field; the
+CLI exposes them as ``--limit-*`` flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Limits"]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    # HTTP/1.1 request head
+    max_request_line: int = 8 * KiB
+    """Longest request line (method, target, version), bytes -> 414/400 beyond."""
+    max_header_bytes: int = 64 * KiB
+    """Total size of all header lines of one request head -> 431 beyond."""
+    max_headers: int = 100
+    """Number of header fields in one request -> 431 beyond."""
+    max_trailer_bytes: int = 8 * KiB
+    """Total size of chunked-body trailers -> 431 beyond."""
+    max_chunk_extension: int = 1 * KiB
+    """Longest chunk extension on one chunk-size line -> 400 beyond."""
+    max_pipelined_requests: int = 16
+    """Requests parsed ahead of the one being answered before reading pauses."""
+    http_read_buffer: int = 64 * KiB
+    """Request body bytes buffered while the app is not receiving before reading pauses."""
+
+    # WebSocket
+    ws_max_message_size: int = 1 * MiB
+    """Largest incoming message after reassembly and decompression -> close 1009. 0 = unlimited."""
+    ws_max_frame_size: int = 1 * MiB
+    """Largest incoming frame payload -> close 1009. 0 = unlimited."""
+    ws_max_send_buffer: int = 4 * MiB
+    """Bytes queued in the transport for a client that does not read; beyond, the
+    application's ``send`` waits (back-pressure); after ``ws_send_timeout`` the
+    connection is closed with 1008... see docs/topics/flow-control.md."""
+    ws_send_high_water: int = 64 * KiB
+    """Transport write-buffer high-water mark: above it, the app's send() waits."""
+    ws_incoming_queue: int = 64
+    """Complete messages buffered for an app that is not calling receive() before reading pauses."""
