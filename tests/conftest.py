@@ -1,0 +1,5 @@
+"""Fixtures live in tests/support/; they are registered here."""
+
+pytest_plugins = [
+    "tests.support.fixtures",
+]

@@ -1,0 +1,1 @@
+"""Shared fixtures. Area owners add their fixture modules to tests/conftest.py."""
