@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bayou.server.access_log import AccessLog
+
 __all__ = ["Connection", "ServerState"]
 
 
@@ -26,5 +28,6 @@ class ServerState:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     lifespan_state: dict[str, Any] = field(default_factory=dict)
     """Filled by lifespan startup; each scope gets a shallow copy as ``scope["state"]``."""
+    access_log: AccessLog = field(default_factory=lambda: AccessLog(False))
     shutting_down: bool = False
     total_requests: int = 0
