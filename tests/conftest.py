@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.support.fixtures",
+    "tests.support.redis",
 ]
