@@ -1,0 +1,1 @@
+"""Django management commands shipped by the bayou app (``runserver``, ``runworker``)."""

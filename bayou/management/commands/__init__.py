@@ -1,0 +1,1 @@
+"""bayou's management commands; Django finds them when ``"bayou"`` is in INSTALLED_APPS."""
