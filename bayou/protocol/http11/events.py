@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Request"]
+__all__ = ["NEED_DATA", "PAUSED", "ConnectionClosed", "Data", "EndOfMessage", "Request"]
 
 
 @dataclass(slots=True)
@@ -32,3 +32,48 @@ class Request:
     ``Connection: upgrade`` (e.g. ``b"websocket"``), else None."""
     expect_continue: bool = False
     """``Expect: 100-continue`` on an HTTP/1.1 request with a body."""
+
+
+# --- Added by the HTTP/1.1 owner (additive): the rest of the event vocabulary.
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """A piece of the request body, already de-chunked. Never empty."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfMessage:
+    """The request body is complete.
+
+    ``trailers`` holds the chunked trailer fields (lower-cased names), never
+    merged into ``Request.headers``; empty for non-chunked bodies.
+    """
+
+    trailers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The peer closed its sending side between two requests (a clean EOF)."""
+
+
+class _Sentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+NEED_DATA = _Sentinel("NEED_DATA")
+"""``next_event()``: nothing more can be parsed until ``receive_data()`` is called."""
+
+PAUSED = _Sentinel("PAUSED")
+"""``next_event()``: the reader stopped for good on this connection — after a
+request that ends it (``Connection: close``, HTTP/1.0), or after a protocol
+switch (``Connection.trailing_data`` then holds the bytes that followed)."""
