@@ -1,0 +1,1 @@
+"""The applications every server runs in the benchmarks (imported by the servers, cwd=bench/)."""

@@ -1,0 +1,1 @@
+"""The benchmark Django project on bayou: settings, consumers, the ASGI application."""

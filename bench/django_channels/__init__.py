@@ -1,0 +1,1 @@
+"""The benchmark Django project on channels: settings, consumers, the ASGI application."""

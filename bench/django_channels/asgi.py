@@ -1,0 +1,17 @@
+"""ASGI entry point: ``django_channels.asgi:application`` (WebSocket routes only)."""
+
+import os
+
+# Forced, not setdefault: a DJANGO_SETTINGS_MODULE left in the shell must not win.
+os.environ["DJANGO_SETTINGS_MODULE"] = "django_channels.settings"
+
+import django
+
+django.setup()
+
+from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+from djangobench.consumers import routes  # noqa: E402
+
+application = ProtocolTypeRouter({"websocket": URLRouter(routes(AsyncWebsocketConsumer, path))})
