@@ -942,7 +942,7 @@ async def test_websocket_upgrade_handoff() -> None:
     scope = scopes[0]
     assert scope["type"] == "websocket"
     assert scope["scheme"] == "ws"
-    assert scope["path"] == "/chat room"
+    assert scope["path"] == "/r/chat room"  # root_path prefixed; raw_path stays as received
     assert scope["raw_path"] == b"/chat%20room"
     assert scope["query_string"] == b"x=1"
     assert scope["root_path"] == "/r"
