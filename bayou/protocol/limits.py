@@ -38,9 +38,10 @@ class Limits:
     ws_max_frame_size: int = 1 * MiB
     """Largest incoming frame payload -> close 1009. 0 = unlimited."""
     ws_max_send_buffer: int = 4 * MiB
-    """Bytes queued in the transport for a client that does not read; beyond, the
-    application's ``send`` waits (back-pressure); after ``ws_send_timeout`` the
-    connection is closed with 1008... see docs/topics/flow-control.md."""
+    """Cap on the transport buffer for frames the server sends on its own (pongs)
+    to a client that does not read: beyond it, reading from that client pauses
+    until the buffer drains. (The application's ``send`` already waits at
+    ``ws_send_high_water``.) See docs/topics/flow-control.md."""
     ws_send_high_water: int = 64 * KiB
     """Transport write-buffer high-water mark: above it, the app's send() waits."""
     ws_incoming_queue: int = 64

@@ -204,6 +204,9 @@ class Config:
     access_log: bool = True
     access_log_path: str | None = None  # "-" = stdout; None = the 'bayou.access' logger
     websocket_per_message_deflate: bool = True
+    websocket_deflate_min_size: int = 64
+    """With permessage-deflate negotiated, outgoing messages shorter than this
+    (bytes) are sent uncompressed: deflating a few bytes costs CPU, saves nothing."""
     limits: Limits = field(default_factory=Limits)
     workers: int = 1
     reload: bool = False
