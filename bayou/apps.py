@@ -16,6 +16,9 @@ class BayouConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here, not at module level: checks import settings-dependent code.
+        # bayou.db tracks open connections (connection_created) so consumers skip the
+        # close_old_connections thread hop when none is open: it must see every one.
+        import bayou.db  # noqa: F401
         from bayou import checks
 
         checks.register_checks()
