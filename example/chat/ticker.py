@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from typing import Any
@@ -26,9 +27,17 @@ COINS: dict[str, tuple[str, float]] = {
 """Coin code -> (display name, starting price in USD)."""
 
 
+_PROCESS = f"{os.getpid()}"
+
+
 def group_name(coin: str) -> str:
-    """The group whose members receive ``coin``'s prices."""
-    return f"ticker_{coin}"
+    """The group whose members receive ``coin``'s prices.
+
+    Each server process simulates its own feed, so the group is per process: on a
+    shared Redis layer (two demo servers) two feeds must not publish into one group.
+    The chat rooms are the cross-process demo.
+    """
+    return f"ticker_{coin}_{_PROCESS}"
 
 
 class PriceFeed:

@@ -60,6 +60,19 @@ ASGI_APPLICATION = "example_project.asgi.application"
 CHANNEL_LAYERS = {
     "default": {"BACKEND": "bayou.layers.InMemoryChannelLayer"},
 }
+if os.environ.get("BAYOU_REDIS_URL"):
+    # Two (or more) demo servers sharing chat rooms through Redis:
+    #   BAYOU_REDIS_URL=redis://127.0.0.1:6379/0 python example/manage.py runserver 8000
+    #   BAYOU_REDIS_URL=redis://127.0.0.1:6379/0 python example/manage.py runserver 8001
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": os.environ.get("BAYOU_REDIS_LAYER", "bayou.layers.redis.RedisChannelLayer"),
+            "CONFIG": {
+                "hosts": [os.environ["BAYOU_REDIS_URL"]],
+                "prefix": os.environ.get("BAYOU_REDIS_PREFIX", "bayou-example"),
+            },
+        },
+    }
 
 DATABASES = {
     "default": {

@@ -252,3 +252,52 @@ def test_ticker_rejects_unknown_coin(demo: Demo) -> None:
         else:
             pytest.fail("no error for an unknown coin")
         assert "doge" in message["error"]
+
+
+# --- two servers sharing rooms through Redis --------------------------------------------
+
+
+def test_two_servers_share_rooms_through_redis(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> None:
+    """With BAYOU_REDIS_URL set, the demo uses the Redis layer: a chat message sent to
+    one server process reaches a user connected to another, in the same room only."""
+    import uuid
+
+    db = tmp_path_factory.mktemp("example-redis") / "db.sqlite3"
+    env = {
+        "BAYOU_EXAMPLE_DB": str(db),
+        "BAYOU_REDIS_URL": redis_url,
+        "BAYOU_REDIS_PREFIX": f"example-{uuid.uuid4().hex[:8]}",
+    }
+    migrate = subprocess.run(
+        [sys.executable, str(MANAGE), "migrate", "--noinput"],
+        env={**_child_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    serve = ("runserver", "127.0.0.1:0", "--noreload")
+    with (
+        manage_process(*serve, manage_py=MANAGE, env=env) as one,
+        manage_process(*serve, manage_py=MANAGE, env=env) as two,
+    ):
+        first, second = Demo(one.url, one.ws_url), Demo(two.url, two.ws_url)
+        alice, bob = Browser(first.url), Browser(second.url)
+        alice.login("demo")
+        bob.login("demo2")
+        with (
+            alice.websocket(first, "/ws/chat/shared/") as a,
+            bob.websocket(second, "/ws/chat/shared/") as b,
+            bob.websocket(second, "/ws/chat/other/") as other,
+        ):
+            a.send(json.dumps({"message": "across processes"}))
+            expected = {"message": "across processes", "username": "demo"}
+            assert recv_json(b) == expected
+            assert recv_json(a) == expected
+            b.send(json.dumps({"message": "and back"}))
+            assert recv_json(a) == {"message": "and back", "username": "demo2"}
+            other.send(json.dumps({"message": "only here"}))
+            assert recv_json(other) == {"message": "only here", "username": "demo2"}
