@@ -3,3 +3,5 @@
 Only the standard library and the HTTP parser library are imported here; no
 asyncio, no sockets, no Django. Feed bytes in, get events and bytes out.
 """
+
+__all__: list[str] = []

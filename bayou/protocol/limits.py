@@ -46,3 +46,11 @@ class Limits:
     """Transport write-buffer high-water mark: above it, the app's send() waits."""
     ws_incoming_queue: int = 64
     """Complete messages buffered for an app that is not calling receive() before reading pauses."""
+    ws_incoming_queue_bytes: int = 1 * MiB
+    """Payload bytes of complete messages buffered for an app that is not calling
+    receive() before reading pauses (text counted by its in-memory size). With
+    ``ws_incoming_queue`` it bounds what one connection holds for its app to
+    about this much plus one read and one message being reassembled."""
+    ws_early_data: int = 64 * KiB
+    """Bytes a client may send behind its upgrade request before the app accepts
+    (or denies) before reading pauses."""

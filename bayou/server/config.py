@@ -197,6 +197,9 @@ class Config:
     """Seconds an application may run after disconnect before it is cancelled."""
     graceful_timeout: float = 30.0
     """On shutdown, in-flight HTTP requests get this long to finish."""
+    lifespan_shutdown_timeout: float | None = 30.0
+    """On shutdown, the application gets this long to answer ``lifespan.shutdown``;
+    then its lifespan task is cancelled (None: wait forever)."""
 
     # Behaviour
     server_name: str | None = "bayou"

@@ -4,7 +4,12 @@
 its own task. ``startup()`` returns once the application answered
 ``lifespan.startup.complete`` (or turned out not to speak lifespan, in
 "auto" mode) and raises :class:`LifespanFailure` on ``lifespan.startup.failed``.
-``shutdown()`` sends ``lifespan.shutdown`` and waits for the answer.
+``shutdown()`` sends ``lifespan.shutdown`` and waits for the answer (at most
+``shutdown_timeout`` seconds, then the lifespan task is cancelled).
+
+``SystemExit`` / ``KeyboardInterrupt`` raised by the application's lifespan
+code is never mistaken for missing lifespan support: during startup it is
+logged and fails startup in every mode.
 
 Modes: "on" requires lifespan support (an application that raises or returns
 before completing startup is a failure); "auto" (the default) tolerates
@@ -34,8 +39,15 @@ class LifespanFailure(Exception):
 class Lifespan:
     """Drives one application's lifespan scope. Not reusable."""
 
-    def __init__(self, app: Any, mode: Literal["auto", "on", "off"], state: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        mode: Literal["auto", "on", "off"],
+        state: dict[str, Any],
+        shutdown_timeout: float | None = None,
+    ) -> None:
         self.app = app
+        self.shutdown_timeout = shutdown_timeout
         self.mode = mode
         self.state = state
         self._receive_queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -66,6 +78,9 @@ class Lifespan:
             return
         # The application finished (returned or raised) without answering.
         self.supported = False
+        if self._error is not None and not isinstance(self._error, Exception):
+            # sys.exit() / KeyboardInterrupt in startup code: a real failure.
+            raise LifespanFailure(f"Exception in 'lifespan' protocol: {self._error!r}")
         if self.mode == "on":
             if self._error is not None:
                 raise LifespanFailure(f"Exception in 'lifespan' protocol: {self._error!r}")
@@ -83,7 +98,11 @@ class Lifespan:
 
     async def shutdown(self) -> None:
         """Send ``lifespan.shutdown`` and wait for completion, failure or the
-        application's end. Logs (does not raise) ``lifespan.shutdown.failed``."""
+        application's end. Logs (does not raise) ``lifespan.shutdown.failed``.
+
+        After ``shutdown_timeout`` seconds (None: no limit) without an answer,
+        logs an error and cancels the lifespan task.
+        """
         if not self.supported or self._task is None:
             return
         if self._task.done():
@@ -91,9 +110,21 @@ class Lifespan:
         await self._receive_queue.put({"type": "lifespan.shutdown"})
         shutdown_wait = asyncio.ensure_future(self._shutdown_done.wait())
         try:
-            await asyncio.wait({shutdown_wait, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {shutdown_wait, self._task},
+                timeout=self.shutdown_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             shutdown_wait.cancel()
+        if not done:
+            logger.error(
+                "Lifespan shutdown did not complete within %ss; cancelling it",
+                self.shutdown_timeout,
+            )
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=self.shutdown_timeout)
+            return
         if self._shutdown_failed is not None:
             logger.error("Lifespan shutdown failed: %s", self._shutdown_failed)
 
@@ -114,7 +145,7 @@ class Lifespan:
             raise
         except BaseException as exc:
             self._error = exc
-            if self._startup_done.is_set() or self.mode == "on":
+            if self._startup_done.is_set() or self.mode == "on" or not isinstance(exc, Exception):
                 # Past startup, or lifespan was demanded: this is a real error.
                 logger.error("Exception in 'lifespan' protocol", exc_info=exc)
             else:

@@ -8,7 +8,9 @@ networks; ``"*"`` trusts everyone; UNIX-socket peers are always trusted, as
 only local processes can reach them).
 
 With several proxies, ``X-Forwarded-For`` is read from the right: the first
-address that is not itself a trusted proxy is the client.
+address that is not itself a trusted proxy is the client. A header with an
+entry that is not an IP address (optionally with a port) is ignored as a
+whole, as is a port that is not an ASCII decimal number below 65536.
 """
 
 from __future__ import annotations
@@ -82,13 +84,14 @@ class ProxyHeaders:
                 forwarded.extend(v.strip() for v in value.decode("latin-1").split(","))
             elif name == self.port_header:
                 text = value.decode("latin-1").split(",")[-1].strip()
-                if text.isdigit() and int(text) < 65536:
+                # isascii: str.isdigit() also accepts e.g. "²" (0xB2 in latin-1).
+                if text.isascii() and text.isdigit() and int(text) < 65536:
                     port = int(text)
             elif name == self.proto_header:
                 proto = value.decode("latin-1").split(",")[-1].strip().lower()
         if proto in _SCHEMES:
             scheme = _SCHEMES[proto]
-        addresses = [a for a in (_host_of(f) for f in forwarded) if a]
+        addresses = _addresses(forwarded)
         if addresses:
             chosen = addresses[0]
             for address in reversed(addresses):
@@ -108,3 +111,17 @@ def _host_of(entry: str) -> str:
     if entry.count(":") == 1:
         return entry.split(":", 1)[0]
     return entry
+
+
+def _addresses(entries: list[str]) -> list[str]:
+    """The IP addresses of X-Forwarded-For entries (empty entries skipped);
+    ``[]`` when any entry is not an IP address (the header is not believed)."""
+    out: list[str] = []
+    for entry in entries:
+        if not entry:
+            continue
+        try:
+            out.append(str(ipaddress.ip_address(_host_of(entry))))
+        except ValueError:
+            return []
+    return out

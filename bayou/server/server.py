@@ -270,7 +270,12 @@ class Server:
 
         # Listening sockets already queue connections (backlog); they are only
         # accepted once the application has finished its startup.
-        self._lifespan = Lifespan(app, config.lifespan, self.state.lifespan_state)
+        self._lifespan = Lifespan(
+            app,
+            config.lifespan,
+            self.state.lifespan_state,
+            shutdown_timeout=config.lifespan_shutdown_timeout,
+        )
         try:
             await self._lifespan.startup()
         except LifespanFailure as exc:

@@ -17,8 +17,10 @@ Flow control (docs/topics/flow-control.md):
   above it ``send()`` waits for ``resume_writing``. Frames the protocol sends
   on its own (pongs) are capped by ``limits.ws_max_send_buffer``: above it we
   stop reading from a peer that does not read.
-* incoming: at most ``limits.ws_incoming_queue`` complete messages wait for
-  the application before reading pauses.
+* incoming: at most ``limits.ws_incoming_queue`` complete messages, and about
+  ``limits.ws_incoming_queue_bytes`` of their payload, wait for the application
+  before reading pauses; before the application accepts, at most
+  ``limits.ws_early_data`` bytes are kept.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import asyncio
 import collections
 import logging
 import os
+import sys
 import time
 from typing import Any
 
 from bayou.protocol.errors import LocalProtocolError
 from bayou.protocol.http11.events import Request
+from bayou.protocol.http11.writer import check_header
 from bayou.protocol.websocket.connection import (
     BinaryMessage,
     CloseReceived,
@@ -41,6 +45,7 @@ from bayou.protocol.websocket.connection import (
     WebSocketConnection,
 )
 from bayou.protocol.websocket.deflate import PerMessageDeflate, negotiate_deflate
+from bayou.protocol.websocket.frames import is_valid_close_code
 from bayou.protocol.websocket.handshake import (
     HandshakeError,
     build_accept_response,
@@ -68,7 +73,6 @@ _PAUSE_QUEUE = 1  # too many messages waiting for the app
 _PAUSE_SEND = 2  # peer does not read our pongs
 _PAUSE_EARLY = 4  # bytes arriving before the app accepted
 
-_EARLY_DATA_LIMIT = 64 * 1024
 _AFTER_CLOSE = frozenset(
     {
         "websocket.send",
@@ -105,6 +109,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._queue: collections.deque[Message] = collections.deque()
         self._waiter: asyncio.Future[Message] | None = None
         self._queue_limit = max(1, self.limits.ws_incoming_queue)
+        self._queue_bytes = 0  # payload size of the queued messages (see _size)
+        self._queue_bytes_limit = max(1, self.limits.ws_incoming_queue_bytes)
         self._paused = 0
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -115,7 +121,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._close_reason = ""
         self._task: asyncio.Task[None] | None = None
         self._cancelled_by_us = False
-        self._violation = False  # an ASGI misuse was already logged
+        self._violation: str | None = None  # the app's ASGI misuse, logged by _run_app
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._ping_payload: bytes | None = None
         self._started = time.monotonic()
@@ -170,6 +176,10 @@ class WebSocketProtocol(asyncio.Protocol):
             self._timer("connect", self.config.websocket_connect_timeout, self._connect_timeout)
         if not transport.is_reading() and not self._paused:
             transport.resume_reading()
+        if self.state.shutting_down:
+            # Handed over after Server.shutdown() told every connection it
+            # knew of to close: this one must not wait for the abort.
+            self.shutdown()
 
     # -- asyncio.Protocol --------------------------------------------------------
 
@@ -231,7 +241,7 @@ class WebSocketProtocol(asyncio.Protocol):
         # (bounded) until the application accepts.
         self._early.append(data)
         self._early_size += len(data)
-        if self._early_size > _EARLY_DATA_LIMIT:
+        if self._early_size > self.limits.ws_early_data:
             self._pause(_PAUSE_EARLY)
 
     def _frames_received(self, data: bytes) -> None:
@@ -292,7 +302,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 waiter.set_result(message)
                 return
         self._queue.append(message)
-        if len(self._queue) >= self._queue_limit:
+        self._queue_bytes += _size(message)
+        if len(self._queue) >= self._queue_limit or self._queue_bytes >= self._queue_bytes_limit:
             self._pause(_PAUSE_QUEUE)
 
     def _disconnect(self, code: int, reason: str) -> None:
@@ -305,7 +316,12 @@ class WebSocketProtocol(asyncio.Protocol):
         queue = self._queue
         if queue:
             message = queue.popleft()
-            if self._paused & _PAUSE_QUEUE and len(queue) <= self._queue_limit // 2:
+            self._queue_bytes -= _size(message)
+            if (
+                self._paused & _PAUSE_QUEUE
+                and len(queue) <= self._queue_limit // 2
+                and self._queue_bytes <= self._queue_bytes_limit // 2
+            ):
                 self._unpause(_PAUSE_QUEUE)
             return message
         if self._disconnected:
@@ -329,7 +345,7 @@ class WebSocketProtocol(asyncio.Protocol):
             text = message.get("text")
             conn = self.conn
             assert conn is not None and self.transport is not None
-            if text is not None and text.__class__ is str:
+            if text.__class__ is str and message.get("bytes") is None:
                 self.transport.write(conn.send_text(text))
             else:
                 data = message.get("bytes")
@@ -371,8 +387,18 @@ class WebSocketProtocol(asyncio.Protocol):
                 await self._wait_writable()
         elif phase == _OPEN:
             if kind == "websocket.close":
-                code = message.get("code") or 1000
-                self._start_close(code, message.get("reason") or "")
+                code = message.get("code")
+                if code is None:
+                    code = 1000
+                reason = message.get("reason") or ""
+                if code.__class__ is not int or not is_valid_close_code(code):
+                    self._misuse(
+                        f"websocket.close 'code' {code!r} may not be sent"
+                        " (use 1000, 3000-4999 or another code RFC 6455 allows on the wire)"
+                    )
+                if not isinstance(reason, str):
+                    self._misuse("websocket.close 'reason' must be a str")
+                self._start_close(code, reason)
             elif kind == "websocket.send":
                 await self.send(message)
             else:
@@ -385,30 +411,56 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             self._misuse(f"{kind!r} is not a WebSocket message type")
 
+    def _app_headers(self, raw: Any, what: str) -> list[tuple[bytes, bytes]]:
+        """The app's ``headers``, checked like HTTP response headers (no CR/LF
+        injection, token names); a bad one is an ASGI misuse (500)."""
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            for name, value in raw or ():
+                if isinstance(name, (bytearray, memoryview)):
+                    name = bytes(name)
+                if isinstance(value, (bytearray, memoryview)):
+                    value = bytes(value)
+                check_header(name, value)
+                headers.append((name, value))
+        except LocalProtocolError as exc:
+            self._misuse(f"{what}: {exc}")
+        except (TypeError, ValueError):
+            self._misuse(f"{what} 'headers' must be an iterable of [name, value] byte strings")
+        return headers
+
     def _accept(self, message: Message) -> None:
         subprotocol = message.get("subprotocol")
         headers: list[tuple[bytes, bytes]] = []
         if self.config.server_name:
             headers.append((b"server", self.config.server_name.encode("latin-1")))
-        for name, value in message.get("headers") or ():
-            if bytes(name).lower() == b"sec-websocket-protocol":
+        for name, value in self._app_headers(message.get("headers"), "websocket.accept"):
+            if name.lower() == b"sec-websocket-protocol":
                 self._misuse("use the 'subprotocol' key, not a sec-websocket-protocol header")
-            headers.append((bytes(name), bytes(value)))
+            headers.append((name, value))
         if subprotocol is not None and not isinstance(subprotocol, str):
             self._misuse("websocket.accept 'subprotocol' must be a str or None")
+        if subprotocol and subprotocol not in self.scope.get("subprotocols", ()):
+            # RFC 6455 section 4.2.2: only one of the offered values may be chosen.
+            self._misuse(
+                f"websocket.accept 'subprotocol' {subprotocol!r} was not offered by the client"
+                f" (offered: {self.scope.get('subprotocols')!r})"
+            )
         transport = self.transport
         assert transport is not None
-        transport.write(
-            build_accept_response(
-                self._key,
-                subprotocol=subprotocol,
-                extensions=self._deflate_header,
-                headers=headers,
-            )
-        )
-        self.conn = WebSocketConnection(
+        # Everything that can fail happens before the 101 is written: a 500
+        # after a 101 would be read as WebSocket frames.
+        conn = WebSocketConnection(
             self.limits, self._deflate, self.config.websocket_deflate_min_size
         )
+        response = build_accept_response(
+            self._key,
+            subprotocol=subprotocol,
+            extensions=self._deflate_header,
+            headers=headers,
+        )
+        transport.write(response)
+        self.conn = conn
         self._phase = _OPEN
         self._accepted = True
         self._cancel_timer("connect")
@@ -429,10 +481,14 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _response_start(self, message: Message) -> None:
         status = message.get("status")
-        if not isinstance(status, int) or not 100 <= status <= 999:
-            self._misuse("websocket.http.response.start needs an integer 'status'")
+        if status.__class__ is not int or not 200 <= status <= 599:
+            # 1xx is not a final response (101 would even claim an upgrade).
+            self._misuse(
+                "websocket.http.response.start needs an integer 'status' in 200-599,"
+                f" got {status!r}"
+            )
             return
-        headers = [(bytes(k), bytes(v)) for k, v in message.get("headers") or ()]
+        headers = self._app_headers(message.get("headers"), "websocket.http.response.start")
         if self.config.server_name:
             headers.insert(0, (b"server", self.config.server_name.encode("latin-1")))
         assert self.transport is not None
@@ -572,9 +628,9 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- the application --------------------------------------------------------------
 
     def _misuse(self, problem: str) -> None:
-        """An ASGI spec violation by the app: log it, fail the connection, raise."""
-        logger.error("ASGI application error on WebSocket %s: %s", self.scope.get("path"), problem)
-        self._violation = True
+        """An ASGI spec violation by the app: fail the connection and raise into
+        the app; ``_run_app`` logs it (with the traceback through the app)."""
+        self._violation = problem
         self._app_failed()
         raise LocalProtocolError(problem, 500)
 
@@ -595,8 +651,12 @@ class WebSocketProtocol(asyncio.Protocol):
         except asyncio.CancelledError:
             if not self._cancelled_by_us:
                 raise
-        except Exception:
-            if not self._violation:
+        except BaseException as exc:
+            # Also SystemExit / KeyboardInterrupt from the app: one connection
+            # failing must not stop the server (CancelledError is handled above).
+            if self._violation is not None and isinstance(exc, LocalProtocolError):
+                self._log_violation(exc_info=True)
+            else:
                 logger.exception(
                     "Exception in ASGI application (WebSocket %s)", self.scope.get("path")
                 )
@@ -612,9 +672,30 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._reject(500)
             elif self._phase == _OPEN:
                 self._start_close(1000, "")
+        finally:
+            if self._violation is not None:  # the app caught the error itself
+                self._log_violation(exc_info=False)
+
+    def _log_violation(self, *, exc_info: bool) -> None:
+        logger.error(
+            "ASGI application error on WebSocket %s: %s",
+            self.scope.get("path"),
+            self._violation,
+            exc_info=exc_info,
+        )
+        self._violation = None
 
     def _cancel_app(self) -> None:
         task = self._task
         if task is not None and not task.done():
             self._cancelled_by_us = True
             task.cancel()
+
+
+def _size(message: Message) -> int:
+    """What a queued message counts against ``ws_incoming_queue_bytes``."""
+    text = message.get("text")
+    if text is not None:
+        return sys.getsizeof(text)  # O(1); a str may use 1, 2 or 4 bytes per character
+    data = message.get("bytes")
+    return len(data) if data is not None else 0

@@ -341,3 +341,13 @@ def test_small_compressed_frame_errors(feed: Feed) -> None:
     bomb = compress(b"a" * 100_000)
     assert len(bomb) <= 125
     assert summary(feed(conn, frame(2, bomb, rsv=0x40)))[-1] == ("ConnectionFailed", 1009)
+
+
+def test_send_close_with_unusable_code_keeps_the_connection_open() -> None:
+    """send_close with a code that cannot be encoded raises before the state
+    changes, so a following send_close(1011) still produces a close frame."""
+    conn = WebSocketConnection()
+    with pytest.raises((TypeError, AttributeError)):
+        conn.send_close("abc")  # type: ignore[arg-type]
+    assert conn.send_close(1011) == b"\x88\x02\x03\xf3"
+    assert conn.send_close(1000) == b""

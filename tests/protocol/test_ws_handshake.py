@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bayou.protocol.http11.events import Request
+from bayou.protocol.http11.writer import date_line
 from bayou.protocol.websocket import (
     HandshakeError,
     accept_key,
@@ -74,6 +77,8 @@ def test_valid_handshake() -> None:
             426,
         ),
         (request(headers=[(b"sec-websocket-extensions", b"bad ext")]), 400),
+        (request(headers=[(b"content-length", b"5")]), 400),
+        (request(headers=[(b"transfer-encoding", b"chunked")]), 400),
     ],
 )
 def test_invalid_handshakes(req: Request, status: int) -> None:
@@ -91,6 +96,7 @@ def test_accept_response_bytes() -> None:
         KEY, subprotocol="chat", extensions="permessage-deflate", headers=[(b"x-a", b"1")]
     )
     assert out.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert re.search(rb"\r\ndate: [^\r\n]+ GMT\r\n", out)
     assert b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in out
     assert b"\r\nSec-WebSocket-Protocol: chat\r\n" in out
     assert b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n" in out
@@ -98,12 +104,28 @@ def test_accept_response_bytes() -> None:
 
 
 def test_http_response_bytes() -> None:
-    """Refusals have a Content-Length (unless streamed) and close the connection."""
-    assert build_http_response(403) == (
-        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    """Refusals have a Date, a Content-Length (unless streamed) and close the connection."""
+    date = date_line()
+    assert build_http_response(403) in (
+        b"HTTP/1.1 403 Forbidden\r\n" + d + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        for d in (date, date_line())  # the second may have ticked
     )
-    streamed = build_http_response(418, [(b"x", b"y")], None)
-    assert streamed == b"HTTP/1.1 418 \r\nx: y\r\nConnection: close\r\n\r\n"
+    streamed = build_http_response(499, [(b"x", b"y")], None)
+    assert re.fullmatch(
+        rb"HTTP/1.1 499 \r\nx: y\r\ndate: [^\r\n]+ GMT\r\nConnection: close\r\n\r\n", streamed
+    )
+
+
+def test_http_response_keeps_the_apps_date() -> None:
+    """A Date given by the caller is not duplicated; a Connection header is replaced."""
+    out = build_http_response(401, [(b"Date", b"x"), (b"connection", b"keep-alive")], b"")
+    assert out.lower().count(b"date:") == 1
+    assert b"keep-alive" not in out and out.endswith(b"Connection: close\r\n\r\n")
+
+
+def test_upgrade_with_empty_body_is_accepted() -> None:
+    """``Content-Length: 0`` on an upgrade request is not a body."""
+    assert validate_handshake(request([(b"content-length", b"0")])).key == KEY
 
 
 def test_parse_extensions_quoted_values() -> None:

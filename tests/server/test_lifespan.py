@@ -168,3 +168,65 @@ async def test_server_runs_lifespan_shutdown_after_connections_close() -> None:
         assert (await fetch(srv.url, "/")).status == 200
         assert app.received == ["lifespan.startup"]
     assert app.received == ["lifespan.startup", "lifespan.shutdown"]
+
+
+async def test_shutdown_times_out_on_an_app_that_never_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An app that never answers lifespan.shutdown is cancelled after
+    shutdown_timeout (logged); shutdown() returns instead of hanging."""
+    cancelled = asyncio.Event()
+
+    async def stuck(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    lifespan = Lifespan(stuck, "auto", {}, shutdown_timeout=0.05)
+    await asyncio.wait_for(lifespan.startup(), scaled(5))
+    with caplog.at_level(logging.ERROR, logger="bayou.server"):
+        await asyncio.wait_for(lifespan.shutdown(), scaled(5))
+    assert cancelled.is_set()
+    assert "did not complete" in caplog.text
+
+
+async def test_server_shutdown_is_bounded_by_lifespan_shutdown_timeout() -> None:
+    """Server shutdown finishes even when the app never answers lifespan.shutdown."""
+
+    async def stuck(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await apps.app(scope, receive, send)
+            return
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await asyncio.Event().wait()
+
+    async def run() -> None:
+        async with serve(stuck, lifespan_shutdown_timeout=0.05) as srv:
+            assert (await fetch(srv.url, "/")).status == 200
+
+    await asyncio.wait_for(run(), scaled(10))
+
+
+@pytest.mark.parametrize("mode", ["auto", "on"])
+@pytest.mark.parametrize("exc", [SystemExit(2), KeyboardInterrupt()], ids=repr)
+async def test_system_exit_in_startup_fails_startup(
+    mode: Any, exc: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sys.exit() / KeyboardInterrupt in lifespan startup code is logged and
+    fails startup (even in "auto" mode): it is not "lifespan unsupported"."""
+
+    async def exits(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        raise exc
+
+    lifespan = Lifespan(exits, mode, {})
+    with caplog.at_level(logging.ERROR, logger="bayou.server"), pytest.raises(LifespanFailure):
+        await asyncio.wait_for(lifespan.startup(), scaled(5))
+    assert "Exception in 'lifespan' protocol" in caplog.text

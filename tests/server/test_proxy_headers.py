@@ -90,3 +90,37 @@ def test_bad_port_ignored() -> None:
     for port in (b"abc", b"70000", b"-1"):
         client, _ = proxy.resolve([(b"x-forwarded-port", port)], ("127.0.0.1", 5), "http")
         assert client == ("127.0.0.1", 5)
+
+
+@pytest.mark.parametrize("port", [b"\xb2", b"\xb9", b"\xb3\xb3", b"-1", b"65536", b"8 0"])
+def test_non_ascii_or_bad_port_is_ignored(port: bytes) -> None:
+    """A port that is not an ASCII decimal below 65536 (e.g. latin-1 "²") is
+    ignored instead of raising."""
+    proxy = ProxyHeaders(True, "*")
+    assert proxy.resolve([(b"x-forwarded-port", port)], ("127.0.0.1", 5), "http") == (
+        ("127.0.0.1", 5),
+        "http",
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"evil<script>", b"203.0.113.7, not-an-ip", b"unknown", b"1.2.3.4.5", b"\xb2"],
+)
+def test_forwarded_for_that_is_not_an_ip_is_ignored(value: bytes) -> None:
+    """An X-Forwarded-For entry that is not an IP address makes the server
+    ignore the header: the client stays the TCP peer."""
+    proxy = ProxyHeaders(True, "*")
+    client, _ = proxy.resolve([(b"x-forwarded-for", value)], ("127.0.0.1", 5), "http")
+    assert client == ("127.0.0.1", 5)
+
+
+@pytest.mark.parametrize(
+    ("value", "host"),
+    [(b"203.0.113.7:8080", "203.0.113.7"), (b"[2001:db8::1]:80", "2001:db8::1"), (b"::1", "::1")],
+)
+def test_forwarded_for_with_port_or_ipv6(value: bytes, host: str) -> None:
+    """IPv4 with a port, bracketed IPv6 with a port, and bare IPv6 are addresses."""
+    proxy = ProxyHeaders(True, ["127.0.0.1"])
+    client, _ = proxy.resolve([(b"x-forwarded-for", value)], ("127.0.0.1", 5), "http")
+    assert client is not None and client[0] == host

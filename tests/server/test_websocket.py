@@ -606,3 +606,323 @@ async def test_app_ignoring_disconnect_is_cancelled() -> None:
         async with websockets.connect(srv.ws_url):
             pass
         await asyncio.wait_for(cancelled.wait(), scaled(5))
+
+
+# -- review fixes (helper M) -------------------------------------------------------
+
+
+def status_of(head: bytes) -> int:
+    return int(head.split(b" ", 2)[1])
+
+
+async def still_serving(srv: RunningServer) -> None:
+    async with websockets.connect(srv.ws_url) as ws:
+        await ws.send("still")
+        assert await ws.recv() == "still"
+
+
+def accept_with(**fields: Any) -> Callable[[Receive, Send], Awaitable[None]]:
+    async def script(receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept", **fields})
+        await receive()
+
+    return script
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"x-a", b"1\r\nSet-Cookie: evil=1")],
+        [(b"x a", b"1")],
+        [("x-a", "1")],
+        [(b"x-a", b"1\n")],
+    ],
+    ids=["crlf", "space-name", "str", "lf"],
+)
+async def test_accept_headers_are_validated(
+    headers: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Invalid websocket.accept headers (CR/LF injection, bad names, str) are a
+    logged ASGI misuse answered with HTTP 500; nothing of them reaches the wire."""
+    with caplog.at_level(logging.ERROR, "bayou.server"):
+        async with serve(Recorder(accept_with(headers=headers))) as srv:
+            ws, head = await RawWs.connect(srv)
+            assert status_of(head) == 500
+            rest = await ws.read_eof()
+            ws.close()
+            assert b"evil" not in head + rest
+    assert "websocket.accept" in caplog.text
+
+
+async def test_denial_headers_are_validated(caplog: pytest.LogCaptureFixture) -> None:
+    """A websocket.http.response.start header value with CR LF is a misuse: 500,
+    and no second response is injected."""
+
+    async def deny(receive: Receive, send: Send) -> None:
+        await receive()
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 401,
+                "headers": [(b"x-a", b"1\r\n\r\nHTTP/1.1 200 OK")],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": b""})
+
+    with caplog.at_level(logging.ERROR, "bayou.server"):
+        async with serve(Recorder(deny)) as srv:
+            ws, head = await RawWs.connect(srv)
+            rest = await ws.read_eof()
+            ws.close()
+    assert status_of(head) == 500
+    assert b"200 OK" not in head + rest
+    assert "websocket.http.response.start" in caplog.text
+
+
+@pytest.mark.parametrize("status", [101, 100, 199, 600, "200"])
+async def test_denial_status_must_be_final(status: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A denial status outside 200-599 (1xx is not a final response) is a misuse: 500."""
+
+    async def deny(receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": status, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b""})
+
+    with caplog.at_level(logging.ERROR, "bayou.server"):
+        async with serve(Recorder(deny)) as srv:
+            ws, head = await RawWs.connect(srv)
+            ws.close()
+    assert status_of(head) == 500
+    assert "200-599" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("exc", "accept"),
+    [(SystemExit(3), True), (KeyboardInterrupt(), True), (SystemExit(4), False)],
+    ids=["exit-after-accept", "interrupt-after-accept", "exit-before-accept"],
+)
+async def test_app_base_exception_does_not_stop_the_server(
+    exc: BaseException, accept: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sys.exit() / KeyboardInterrupt in a WebSocket app is logged with its
+    traceback and answered 1011 (500 before accept); the server keeps serving."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/exit":
+            await receive()
+            if accept:
+                await send({"type": "websocket.accept"})
+            raise exc
+        await echo(scope, receive, send)
+
+    with caplog.at_level(logging.ERROR, "bayou.server"):
+        async with serve(app) as srv:
+            ws, head = await RawWs.connect(srv, path="/exit")
+            if accept:
+                assert status_of(head) == 101
+                assert await ws.read_close() == 1011
+            else:
+                assert status_of(head) == 500
+            ws.close()
+            await still_serving(srv)
+    assert "Exception in ASGI application" in caplog.text
+    assert "Traceback" in caplog.text
+
+
+async def test_incoming_bytes_bound_pauses_reading() -> None:
+    """Reading pauses once ws_incoming_queue_bytes of payload wait for an app
+    that does not receive, even when few messages are queued."""
+    release = asyncio.Event()
+
+    async def lazy(receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await release.wait()
+
+    limits = Limits(ws_incoming_queue=10_000, ws_incoming_queue_bytes=64 * 1024)
+    async with serve(Recorder(lazy), limits=limits, websocket_per_message_deflate=False) as srv:
+        ws, _ = await RawWs.connect(srv)
+        for _ in range(400):  # 25 MiB: more than the socket buffers hold
+            ws.send_frame(2, b"m" * 65536)
+            if ws.writer.transport.get_write_buffer_size() > 8 * 1024 * 1024:
+                break
+            await asyncio.sleep(0)
+        await wait_for(lambda: any(p._paused for p in ws_protocols(srv)))
+        proto = ws_protocols(srv)[0]
+        # Checked per read: one read (up to 256 KiB) may land on top.
+        assert proto._queue_bytes <= 64 * 1024 + 256 * 1024 + 65536
+        assert len(proto._queue) < 100
+        release.set()
+        ws.close()
+
+
+async def test_early_data_limit_is_a_named_limit() -> None:
+    """Bytes sent behind the upgrade before the app accepts pause reading at
+    Limits.ws_early_data; they are delivered once the app accepts."""
+    may_accept = asyncio.Event()
+
+    async def late(receive: Receive, send: Send) -> None:
+        await receive()
+        await may_accept.wait()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    limits = Limits(ws_early_data=1024)
+    app = Recorder(late)
+    async with serve(app, limits=limits, websocket_per_message_deflate=False) as srv:
+        reader, writer = await asyncio.open_connection(srv.host, srv.port)
+        key = base64.b64encode(os.urandom(16))
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        ws = RawWs(reader, writer)
+        for _ in range(8):
+            ws.send_frame(2, b"e" * 512)
+        await wait_for(lambda: any(p._paused for p in ws_protocols(srv)))
+        may_accept.set()
+        async with asyncio.timeout(scaled(5)):
+            await reader.readuntil(b"\r\n\r\n")
+        await wait_for(lambda: len(app.messages) >= 9)
+        assert [m.get("bytes") for m in app.messages[1:9]] == [b"e" * 512] * 8
+        ws.close()
+
+
+async def test_unoffered_subprotocol_is_a_misuse(caplog: pytest.LogCaptureFixture) -> None:
+    """Accepting with a subprotocol the client did not offer is an ASGI misuse:
+    HTTP 500, no Sec-WebSocket-Protocol on the wire."""
+    with caplog.at_level(logging.ERROR, "bayou.server"):
+        async with serve(Recorder(accept_with(subprotocol="notoffered"))) as srv:
+            ws, head = await RawWs.connect(srv, extra=b"Sec-WebSocket-Protocol: a, b\r\n")
+            ws.close()
+    assert status_of(head) == 500
+    assert b"notoffered" not in head
+    assert "was not offered" in caplog.text
+
+
+@pytest.mark.parametrize("code", [1005, 1006, 999, 2000, 5000, "abc", True])
+async def test_invalid_app_close_code_sends_1011(
+    code: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """websocket.close with a code that may not go on the wire is a misuse:
+    the peer gets a 1011 close frame instead."""
+
+    async def closer(receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": code})
+
+    with caplog.at_level(logging.ERROR, "bayou.server"):
+        async with serve(Recorder(closer)) as srv:
+            ws, head = await RawWs.connect(srv)
+            assert status_of(head) == 101
+            assert await ws.read_close() == 1011
+            ws.close()
+    assert "websocket.close 'code'" in caplog.text
+
+
+async def test_send_with_text_and_bytes_is_a_misuse(caplog: pytest.LogCaptureFixture) -> None:
+    """websocket.send with both 'text' and 'bytes' is a misuse: close 1011, nothing sent."""
+
+    async def both(receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "t", "bytes": b"b"})
+
+    with caplog.at_level(logging.ERROR, "bayou.server"):
+        async with serve(Recorder(both)) as srv:
+            ws, _ = await RawWs.connect(srv)
+            assert await ws.read_frame() == (8, (1011).to_bytes(2, "big"))
+            ws.close()
+    assert "exactly one of 'text'" in caplog.text
+
+
+async def test_handshake_responses_carry_date() -> None:
+    """The 101, a denial (403) and a refused handshake (400) all carry a Date header."""
+    async with serve(echo) as srv:
+        ws, head = await RawWs.connect(srv)
+        assert b"\r\ndate: " in head.lower()
+        ws.close()
+
+        async def deny(receive: Receive, send: Send) -> None:
+            await receive()
+            await send({"type": "websocket.close"})
+
+    async with serve(Recorder(deny)) as srv:
+        ws, head = await RawWs.connect(srv)
+        assert status_of(head) == 403 and b"\r\ndate: " in head.lower()
+        ws.close()
+        ws, head = await RawWs.connect(
+            srv, extra=b"Sec-WebSocket-Protocol: ,\r\nSec-WebSocket-Extensions: bad ext\r\n"
+        )
+        assert status_of(head) == 400 and b"\r\ndate: " in head.lower()
+        ws.close()
+
+
+async def test_upgrade_with_body_is_rejected() -> None:
+    """An upgrade request with a body gets 400: its bytes are not read as frames."""
+    async with serve(echo) as srv:
+        ws, head = await RawWs.connect(srv, extra=b"Content-Length: 5\r\n")
+        ws.writer.write(b"hello")
+        assert status_of(head) == 400
+        ws.close()
+
+
+async def test_misuse_is_logged_with_the_app_stack(caplog: pytest.LogCaptureFixture) -> None:
+    """An ASGI misuse log line carries the stack through the app's send() call."""
+
+    async def wrong_place(receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.send", "text": "too early"})
+
+    with caplog.at_level(logging.ERROR, "bayou.server"):
+        async with serve(Recorder(wrong_place)) as srv:
+            ws, head = await RawWs.connect(srv)
+            ws.close()
+    assert status_of(head) == 500
+    assert "Traceback" in caplog.text
+    assert "wrong_place" in caplog.text
+
+
+async def test_no_101_when_the_connection_cannot_be_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If building the WebSocket connection fails, the client gets a 500 and
+    never a 101 followed by a 500."""
+    import bayou.server.websocket as ws_module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("cannot build")
+
+    monkeypatch.setattr(ws_module, "WebSocketConnection", broken)
+    async with serve(Recorder(accept_with())) as srv:
+        ws, head = await RawWs.connect(srv)
+        rest = await ws.read_eof()
+        ws.close()
+    assert status_of(head) == 500
+    assert b"101" not in head + rest
+
+
+async def test_handoff_during_shutdown_is_shut_down() -> None:
+    """A WebSocket handed off after server shutdown began is told to shut down
+    at once (503 while still handshaking) instead of waiting for the abort."""
+    app = Recorder(accept_with())
+    async with serve(app) as srv:
+        reader, writer = await asyncio.open_connection(srv.host, srv.port)
+        await asyncio.sleep(0)  # let the server accept the connection
+        await wait_for(lambda: bool(srv.server.state.connections))
+        srv.server.state.shutting_down = True
+        try:
+            key = base64.b64encode(os.urandom(16))
+            writer.write(
+                b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            async with asyncio.timeout(scaled(5)):
+                head = await reader.readuntil(b"\r\n\r\n")
+            assert status_of(head) == 503
+        finally:
+            srv.server.state.shutting_down = False
+            writer.close()

@@ -49,7 +49,7 @@ Event = Request | Data | EndOfMessage | ConnectionClosed | _Sentinel
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TOKEN_RE = re.compile(_TOKEN)
 _REQUEST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])")
-_FAST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") [^\x00-\x20\x7f]+ HTTP/1\.([01])").fullmatch
+_FAST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r\n").match
 _VERSION_TAIL_RE = re.compile(rb".* HTTP/[0-9]\.[0-9]")
 # Host = uri-host [ ":" port ]: reg-name / IPv4 / IP-literal (RFC 3986), possibly empty.
 _HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
@@ -75,6 +75,30 @@ _SPECIAL = frozenset(
     {b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect"}
 )
 _EOM = EndOfMessage()
+_R_IDLE = ReaderState.IDLE
+_R_BODY = ReaderState.BODY
+_R_MUST_CLOSE = ReaderState.MUST_CLOSE
+_R_ERROR = ReaderState.ERROR
+_BODY_AFTER_HEAD = READER_TABLE[_R_IDLE, "head"]
+_IDLE_AFTER_END = READER_TABLE[_R_BODY, "end"]
+
+# Host values that matched _HOST_RE: a connection (and usually every client)
+# sends the same Host on each request, and a set lookup is much cheaper than
+# the regex. Bounded in count and length, cleared when full.
+_valid_hosts: set[bytes] = set()
+_VALID_HOSTS_MAX = 256
+_VALID_HOST_MAX_LEN = 255
+
+
+def _check_host(host: bytes) -> None:
+    if host in _valid_hosts:
+        return
+    if _host_fullmatch(host) is None:
+        raise _bad("invalid Host header")
+    if len(host) <= _VALID_HOST_MAX_LEN:
+        if len(_valid_hosts) >= _VALID_HOSTS_MAX:
+            _valid_hosts.clear()
+        _valid_hosts.add(host)
 
 
 def _bad(message: str, status: int = 400) -> RemoteProtocolError:
@@ -109,9 +133,6 @@ class _HeadSink:
         self.body_kind = _NO_BODY
         self.length = 0
 
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
         if len(headers) >= self.max_headers:
@@ -127,11 +148,32 @@ class _HeadSink:
     def on_headers_complete(self) -> None:
         # Runs before llhttp's own post-header checks, so our statuses (501
         # for an unknown transfer coding, ...) win over its generic errors.
-        # method and version come from _check_request_line, which ran before
-        # the end of the request line was given to llhttp.
+        # method, target and version come from our request-line regex (fast
+        # path or _check_request_line), which ran before the end of the
+        # request line was given to llhttp. The regex fixes the target's
+        # bounds (single spaces, no whitespace inside), so it is exactly what
+        # llhttp's on_url would report; not having that callback saves a
+        # Python call per request.
         request = Request(self.method, self.url, self.version, self.headers)
+        special = self.special
+        if (
+            len(special) == 1
+            and special[0][0] == b"host"
+            and special[0][1] in _valid_hosts
+            and self.url[:1] == b"/"
+            and self.method != b"CONNECT"
+        ):
+            # Fast path: the typical bodyless request with just an already
+            # validated Host among the special fields: what _validate_request
+            # would conclude (keep_alive, no upgrade / expect, no body).
+            if self.version != "1.1":
+                request.keep_alive = False
+            self.body_kind = _NO_BODY
+            self.length = 0
+            self.request = request
+            return
         try:
-            self.body_kind, self.length = _validate_request(request, self.special)
+            self.body_kind, self.length = _validate_request(request, special)
         except RemoteProtocolError as exc:
             self.error = exc
             raise
@@ -196,7 +238,8 @@ class ServerConnection(ResponseWriter):
         if not data:
             self._eof = True
             return
-        if self.reader_state is ReaderState.MUST_CLOSE or self.reader_state is ReaderState.ERROR:
+        state = self.reader_state
+        if state is _R_MUST_CLOSE or state is _R_ERROR:
             return  # nothing after the last request (or an error) will ever be read
         if self._pos >= len(self._buf):
             self._buf = data
@@ -224,6 +267,11 @@ class ServerConnection(ResponseWriter):
                 return self._next_head()
             if state is ReaderState.BODY:
                 if self._body_kind == _NO_BODY:
+                    request = self._request
+                    if request is not None and request.keep_alive:
+                        # _end_message's common case, inlined: BODY -> IDLE.
+                        self.reader_state = _IDLE_AFTER_END
+                        return _EOM
                     return self._end_message(_EOM)
                 return self._next_body()
         except RemoteProtocolError as exc:
@@ -247,21 +295,26 @@ class ServerConnection(ResponseWriter):
             # which produces the precise error.
             end = buf.find(b"\r\n\r\n", pos)
             if end >= 0:
-                line_end = buf.find(b"\r\n", pos)
-                limits = self._limits
-                if (
-                    line_end - pos <= limits.max_request_line
-                    and end + 2 - line_end <= limits.max_header_bytes
-                ):
-                    m = _FAST_LINE_RE(buf, pos, line_end)
-                    if m is not None:
+                # The match ends at the first CRLF (the target excludes CR/LF).
+                m = _FAST_LINE_RE(buf, pos, end + 2)
+                if m is not None:
+                    line_end = m.end() - 2
+                    limits = self._limits
+                    if (
+                        line_end - pos <= limits.max_request_line
+                        and end + 2 - line_end <= limits.max_header_bytes
+                    ):
                         sink = self._sink
-                        sink.method, minor = m.groups()
+                        sink.method, sink.url, minor = m.groups()
                         sink.version = "1.1" if minor == b"1" else "1.0"
-                        self._fed = end + 4 - pos
-                        self._feed(buf, pos, end + 4)
-                        self._pos = end + 4
-                        self._fed = 0
+                        # _feed, inlined (_fed stays 0: if llhttp rejects the
+                        # head, the reader is in ERROR and never resumes).
+                        stop = end + 4
+                        try:
+                            self._parser.feed_data(buf if pos == 0 and stop == n else buf[pos:stop])
+                        except Exception as exc:
+                            self._feed_failed(exc, buf, stop)
+                        self._pos = stop
                         return self._start_message()
         if self._fed == 0:
             # RFC 9112 section 2.2: ignore empty lines before a request-line.
@@ -289,7 +342,7 @@ class ServerConnection(ResponseWriter):
                 if line_end > limits.max_request_line:
                     raise _bad("request line too long", 414)
                 sink = self._sink
-                sink.method, sink.version = _check_request_line(buf[pos:idx])
+                sink.method, sink.url, sink.version = _check_request_line(buf[pos:idx])
                 self._line_end = line_end
         end = -1
         if line_end >= 0:
@@ -312,14 +365,20 @@ class ServerConnection(ResponseWriter):
         return self._start_message()
 
     def _feed(self, buf: bytes, start: int, stop: int) -> None:
-        sink = self._sink
         try:
             self._parser.feed_data(buf if start == 0 and stop == len(buf) else buf[start:stop])
+        except Exception as exc:
+            self._feed_failed(exc, buf, stop)
+
+    def _feed_failed(self, exc: Exception, buf: bytes, stop: int) -> None:
+        """Turn what llhttp raised into our error (an upgrade pause is not one)."""
+        try:
+            raise exc
         except httptools.HttpParserUpgrade:
             self._parser_dirty = True  # llhttp stays paused after an upgrade
         except httptools.HttpParserCallbackError:
-            assert sink.error is not None
-            raise sink.error from None
+            assert self._sink.error is not None
+            raise self._sink.error from None
         except httptools.HttpParserInvalidMethodError:
             head = buf[self._pos : stop]
             method = head.split(b" ", 1)[0]
@@ -341,7 +400,6 @@ class ServerConnection(ResponseWriter):
             raise _bad("malformed request head")
         sink.request = None
         sink.headers = []
-        sink.url = b""
         if sink.special:
             sink.special = []
         kind = self._body_kind = sink.body_kind
@@ -355,22 +413,29 @@ class ServerConnection(ResponseWriter):
             self._chunk_state = _SIZE
             self._trailers = []
             self._trailer_bytes = 0
-        if request.upgrade in _SWITCHABLE:
+        upgrade = request.upgrade
+        if upgrade is not None and upgrade in _SWITCHABLE:
             self.reader_state = reader_transition(self.reader_state, "switch")
             return request
         state = self.reader_state
-        self.reader_state = READER_TABLE.get((state, "head")) or reader_transition(state, "head")
+        self.reader_state = (
+            _BODY_AFTER_HEAD if state is _R_IDLE else reader_transition(state, "head")
+        )
         return request
 
     def _end_message(self, event: EndOfMessage) -> EndOfMessage:
         assert self._request is not None
-        last = not self._request.keep_alive
-        step = "end_last" if last else "end"
         state = self.reader_state
-        self.reader_state = READER_TABLE.get((state, step)) or reader_transition(state, step)
-        if last:
-            self._buf = b""
-            self._pos = 0
+        if self._request.keep_alive:
+            self.reader_state = (
+                _IDLE_AFTER_END if state is _R_BODY else reader_transition(state, "end")
+            )
+            return event
+        self.reader_state = READER_TABLE.get((state, "end_last")) or reader_transition(
+            state, "end_last"
+        )
+        self._buf = b""
+        self._pos = 0
         return event
 
     def _next_body(self) -> Event:
@@ -429,7 +494,7 @@ class ServerConnection(ResponseWriter):
                     raise _bad("trailer section too large", 431)
                 return self._need_body_data()
             line = buf[pos:idx]
-            if b"\r" in line or b"\n" in line:
+            if 13 in line or 10 in line:  # int needles: faster than b"\r" in line
                 raise _bad("bare CR or LF in chunked body")
             self._pos = idx + 2
             if state == _SIZE:
@@ -477,7 +542,7 @@ def _check_no_bare_cr_lf(buf: bytes, start: int, stop: int) -> None:
         raise _bad("bare CR in chunked body")
 
 
-def _check_request_line(line: bytes) -> tuple[bytes, str]:
+def _check_request_line(line: bytes) -> tuple[bytes, bytes, str]:
     m = _REQUEST_LINE_RE.fullmatch(line)
     if m is None:
         if b"\n" in line or b"\r" in line:
@@ -489,7 +554,7 @@ def _check_request_line(line: bytes) -> tuple[bytes, str]:
         raise _bad("malformed request line")
     if m[3] != b"1" or m[4] not in (b"0", b"1"):
         raise _bad("HTTP version not supported", 505)
-    return m[1], ("1.1" if m[4] == b"1" else "1.0")
+    return m[1], m[2], ("1.1" if m[4] == b"1" else "1.0")
 
 
 def _validate_request(request: Request, special: list[tuple[bytes, bytes]]) -> tuple[int, int]:
@@ -499,16 +564,6 @@ def _validate_request(request: Request, special: list[tuple[bytes, bytes]]) -> t
     body framing and the Content-Length.
     """
     target = request.target
-    if len(special) == 1 and special[0][0] == b"host" and target[:1] == b"/":
-        # Fast path: the typical bodyless request with just a Host among the
-        # special fields (keep_alive defaults to True, upgrade/expect to none).
-        if _host_fullmatch(special[0][1]) is None:
-            raise _bad("invalid Host header")
-        if request.http_version != "1.1":
-            request.keep_alive = False
-        if request.method == b"CONNECT":
-            raise _bad("CONNECT is not supported", 501)
-        return _NO_BODY, 0
     v11 = request.http_version == "1.1"
     host = None
     host_count = 0
@@ -539,8 +594,8 @@ def _validate_request(request: Request, special: list[tuple[bytes, bytes]]) -> t
         raise _bad("more than one Host header")
     if host_count == 0 and v11:
         raise _bad("missing Host header")
-    if host is not None and _host_fullmatch(host) is None:
-        raise _bad("invalid Host header")
+    if host is not None:
+        _check_host(host)
     if te:
         if content_length is not None:
             raise _bad("both Content-Length and Transfer-Encoding")

@@ -4,9 +4,9 @@ status lines, the cached Date header and header validation."""
 from __future__ import annotations
 
 import re
-import time
 from email.utils import formatdate
 from http import HTTPStatus
+from time import time as _time
 
 from bayou.protocol.errors import LocalProtocolError
 from bayou.protocol.http11._state import WRITER_TABLE, WriterState, writer_transition
@@ -28,17 +28,21 @@ TOKEN_RE = re.compile(_TOKEN)
 # above all: they would let the application inject headers or a second response).
 BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
-_date_second = -1
+_date_start = _date_next = 0.0  # the second [start, next) that _date_line shows
 _date_line = b""
 
 
 def date_line() -> bytes:
     """``date: <IMF-fixdate>\\r\\n`` for the current second (recomputed once per second)."""
-    global _date_second, _date_line
-    now = int(time.time())
-    if now != _date_second:
-        _date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
-        _date_second = now
+    global _date_start, _date_next, _date_line
+    now = _time()
+    # Float comparisons per response: int(now) is only needed once a second.
+    # (Not just ``now >= _date_next``: the clock may be set back.)
+    if not _date_start <= now < _date_next:
+        second = int(now)
+        _date_line = b"date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
+        _date_start = float(second)
+        _date_next = second + 1.0
     return _date_line
 
 
@@ -108,6 +112,41 @@ _RESPONSE_SPECIAL = frozenset(
 )
 # A response field line as we write it: no CTL but HTAB in the value.
 _field_line_fullmatch = re.compile(_TOKEN + rb": [^\x00-\x08\x0a-\x1f\x7f]*\r\n").fullmatch
+
+_IDLE = WriterState.IDLE
+_AFTER_HEAD = WRITER_TABLE[_IDLE, "head"]  # the only state "head" is allowed from
+_IDLE_AFTER_END = WRITER_TABLE[WriterState.SEND_BODY, "end"]
+_CLOSE_AFTER_END = WRITER_TABLE[WriterState.SEND_BODY, "end_last"]
+
+# Field lines that passed _check_line, mapped to their lower-cased name when it
+# is one of _RESPONSE_SPECIAL (else b""). Applications send the same few header
+# lines on almost every response; a dict hit is much cheaper than the regex.
+# Bounded in count and line length (so it never holds much), cleared when full.
+_checked_lines: dict[bytes, bytes] = {}
+_CHECKED_LINES_MAX = 512
+_CHECKED_LINE_MAX_LEN = 256
+
+
+def _check_line(name: bytes, value: bytes, line: bytes) -> bytes:
+    """Validate ``line`` (``name: value\\r\\n``); return its special lower-cased name or b""."""
+    # One regex per field: token, ": ", no CTL but HTAB in the value (CR/LF
+    # above all: no header or response injection). A name containing ": "
+    # would be read as a shorter, valid name: harmless.
+    if _field_line_fullmatch(line) is None:
+        check_header(name, value)  # raises, with the precise reason
+    lower = name.lower()
+    lname = lower if lower in _RESPONSE_SPECIAL else b""
+    # Only lines whose name is a plain token are remembered: then the line
+    # alone determines name and value. (A name containing ": " can make the
+    # same line; start_response re-checks it when the cached field is
+    # special, the only case where the name's reading matters.) Cookies are
+    # per user: caching them would only churn the cache (and keep them).
+    if len(line) <= _CHECKED_LINE_MAX_LEN and 58 not in name and lower != b"set-cookie":  # ":"
+        if len(_checked_lines) >= _CHECKED_LINES_MAX:
+            _checked_lines.clear()
+        _checked_lines[line] = lname
+    return lname
+
 
 # Response framing modes.
 _W_NONE, _W_LENGTH, _W_CHUNKED, _W_CLOSE = 0, 1, 2, 3
@@ -180,9 +219,8 @@ class ResponseWriter:
         """
         if type(status) is not int or not 200 <= status <= 999:
             raise LocalProtocolError(f"invalid response status {status!r}", 500)
-        state = WRITER_TABLE.get((self.writer_state, "head")) or writer_transition(
-            self.writer_state, "head"
-        )
+        state = self.writer_state
+        state = _AFTER_HEAD if state is _IDLE else writer_transition(state, "head")
         is_head = request.method == b"HEAD"
         v11 = request.http_version == "1.1"
         keep_alive = request.keep_alive and not close
@@ -195,14 +233,14 @@ class ResponseWriter:
             for name, value in headers:  # type: ignore[attr-defined]
                 if type(value) is not bytes:
                     check_header(name, value)  # raises, with the precise reason
-                # One regex per field: token, ": ", no CTL but HTAB in the value
-                # (CR/LF above all: no header or response injection). A name
-                # containing ": " would be read as a shorter, valid name: harmless.
                 line = name + b": " + value + b"\r\n"
-                if _field_line_fullmatch(line) is None:
-                    check_header(name, value)
-                lname = name.lower()
-                if lname not in _RESPONSE_SPECIAL:
+                # (a bytearray name makes a bytearray line: not hashable, never cached)
+                lname = _checked_lines.get(line) if type(line) is bytes else None
+                if lname is None or (lname and len(lname) != len(name)):
+                    # Not cached; or cached for a special field while this name
+                    # is longer, e.g. b"date: x" with b"y" (not a Date field).
+                    lname = _check_line(name, value, line)
+                if not lname:
                     parts.append(line)
                     continue
                 if lname == b"content-length":
@@ -312,6 +350,10 @@ class ResponseWriter:
                 return self._whole_response(data, True)
             if length == len(data) or self._w_is_head or self._w_no_body:
                 return self._whole_response(data, False)
+            if length > len(data):
+                # Raised before the head is produced: the response can still
+                # be reset and replaced by a 500.
+                raise LocalProtocolError("response body shorter than its Content-Length", 500)
         self.writer_state = WRITER_TABLE.get((state, "data")) or writer_transition(state, "data")
         head = self._head_bytes(len(data), more_body) if self._w_pending else b""
         framed = b""
@@ -359,7 +401,7 @@ class ResponseWriter:
         self._w_body_done = True
         self._w_mode = _W_LENGTH
         self._w_remaining = 0
-        self.writer_state = WRITER_TABLE[WriterState.SEND_BODY, "end" if keep_alive else "end_last"]
+        self.writer_state = _IDLE_AFTER_END if keep_alive else _CLOSE_AFTER_END
         return b"".join(parts)
 
     def send_trailers(self, trailers: object) -> bytes:

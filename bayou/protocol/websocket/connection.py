@@ -215,11 +215,16 @@ class WebSocketConnection:
         return build_frame(OP_PING, payload[:125])
 
     def send_close(self, code: int | None = 1000, reason: str = "") -> bytes:
-        """Start the close handshake; returns b"" when a close was already sent."""
+        """Start the close handshake; returns b"" when a close was already sent.
+
+        An unusable ``code`` or ``reason`` (wrong type) raises before the state
+        changes, so the caller can still send another close frame.
+        """
         if self.state != State.OPEN:
             return b""
+        frame = build_frame(OP_CLOSE, build_close_payload(code, reason))
         self.state = State.CLOSE_SENT
-        return build_frame(OP_CLOSE, build_close_payload(code, reason))
+        return frame
 
     # -- input ----------------------------------------------------------------
 

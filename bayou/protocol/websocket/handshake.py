@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bayou.protocol.errors import RemoteProtocolError
 from bayou.protocol.http11.events import Request
+from bayou.protocol.http11.writer import date_line, status_line
 
 __all__ = [
     "Handshake",
@@ -27,17 +28,6 @@ __all__ = [
 ]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-_REASONS = {
-    101: "Switching Protocols",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    426: "Upgrade Required",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 
 
 class HandshakeError(RemoteProtocolError):
@@ -122,7 +112,8 @@ def validate_handshake(request: Request) -> Handshake:
     Raises HandshakeError with ``status_hint`` 426 (and ``Sec-WebSocket-Version:
     13``) for a missing or unsupported version, 400 for everything else: method
     other than GET, HTTP/1.0, missing ``Upgrade: websocket`` / ``Connection:
-    upgrade`` tokens, a key that is not 16 base64-encoded bytes.
+    upgrade`` tokens, a key that is not 16 base64-encoded bytes, a request body
+    (its bytes would otherwise be read as WebSocket frames).
     """
     if request.method != b"GET":
         raise HandshakeError("WebSocket upgrade requires GET")
@@ -147,6 +138,8 @@ def validate_handshake(request: Request) -> Handshake:
             protocols.append(value)
         elif name == b"sec-websocket-extensions":
             extensions.append(value)
+        elif name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            raise HandshakeError("a WebSocket upgrade request must not have a body")
     if "upgrade" not in (t.lower() for t in split_tokens(connection)):
         raise HandshakeError("missing 'Connection: upgrade'")
     if "websocket" not in (t.lower() for t in split_tokens(upgrade)):
@@ -178,13 +171,15 @@ def build_accept_response(
     extensions: str | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> bytes:
-    """The ``101 Switching Protocols`` response head for ``key``.
+    """The ``101 Switching Protocols`` response head for ``key``, with a ``Date``.
 
-    ``headers`` (e.g. the application's, a ``Server`` header) are appended as given.
+    ``headers`` (e.g. the application's, a ``Server`` header) are appended as
+    given: the caller validates them (``http11.writer.check_header``).
     """
     lines = [
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept_key(key) + b"\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key) + b"\r\n",
+        date_line(),
     ]
     if subprotocol:
         lines.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1") + b"\r\n")
@@ -202,17 +197,24 @@ def build_http_response(
     """A plain HTTP/1.1 response that ends the connection (refusals, denials).
 
     With ``body=None`` only the head is returned and no Content-Length is
-    added: the caller streams the body and then closes the connection.
+    added: the caller streams the body and then closes the connection. A
+    ``Date`` is added unless ``headers`` has one; a ``Connection`` header in
+    ``headers`` is replaced by ``Connection: close``. The caller validates
+    ``headers`` (``http11.writer.check_header``).
     """
-    reason = _REASONS.get(status, "")
-    head = [f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")]
-    has_length = False
+    head = [status_line(status)]
+    has_length = has_date = False
     for name, value in headers or ():
-        if name.lower() == b"content-length":
+        lower = name.lower()
+        if lower == b"content-length":
             has_length = True
-        if name.lower() == b"connection":
+        elif lower == b"date":
+            has_date = True
+        elif lower == b"connection":
             continue
         head.append(name + b": " + value + b"\r\n")
+    if not has_date:
+        head.append(date_line())
     if body is not None and not has_length:
         head.append(b"Content-Length: %d\r\n" % len(body))
     head.append(b"Connection: close\r\n\r\n")
