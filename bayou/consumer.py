@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
+import types
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, iscoroutinefunction
 
 from bayou import DEFAULT_CHANNEL_LAYER
 from bayou.db import aclose_old_connections, connections_may_be_open, database_sync_to_async
@@ -50,6 +52,8 @@ logger = logging.getLogger("bayou.consumer")
 # a misbehaving producer must not grow this forever.
 _HANDLER_NAME_CACHE_SIZE = 1024
 _handler_names: dict[str, str] = {}
+# What an ``async def`` handler returns; checked by identity on every event.
+_COROUTINE = types.CoroutineType
 
 
 def get_handler_name(message: Message) -> str:
@@ -87,6 +91,31 @@ def _no_handler(consumer: object, message: Message) -> NoReturn:
     raise ValueError(f"No handler for message type {message['type']}")
 
 
+def _wrong_family(consumer: object, name: str, expected: str, other: str) -> NoReturn:
+    # Channels fails here with "object NoneType can't be used in 'await'
+    # expression" (or a never-awaited coroutine): name the handler and the fix.
+    raise TypeError(
+        f"{name_that_thing(consumer)}.{name} must be {expected}: sync and async handlers "
+        f"cannot be mixed in one consumer (derive from {other} for the other kind)"
+    )
+
+
+def _as_coroutine_function(send: Send) -> Send:
+    """``send`` itself if it is a coroutine function, else an ``async def`` around it.
+
+    ASGI allows any awaitable callable; ``async_to_sync`` warns about anything
+    that is not marked async, which a plain callable returning a future is not.
+    """
+    # An instance with an ``async def __call__`` counts as marked (asgiref checks both).
+    if iscoroutinefunction(send) or iscoroutinefunction(type(send).__call__):
+        return send
+
+    async def send_awaitable(message: Message) -> None:
+        await send(message)
+
+    return send_awaitable
+
+
 def _get_channel_layer(alias: str) -> BaseChannelLayer | None:
     # Imported late: bayou.layers reads settings, and consumers are imported
     # while URL configuration loads.
@@ -122,7 +151,7 @@ class AsyncConsumer:
         if layer is not None:
             self.channel_name = await layer.new_channel()
             self.channel_receive = functools.partial(layer.receive, self.channel_name)
-        self.base_send = async_to_sync(send) if self._sync else send
+        self.base_send = async_to_sync(_as_coroutine_function(send)) if self._sync else send
         sources: list[Callable[[], Awaitable[Message]]] = [receive]
         if layer is not None:
             sources.append(self.channel_receive)
@@ -152,7 +181,10 @@ class AsyncConsumer:
         # when no connection is open (the common case for async consumers).
         if connections_may_be_open():
             await aclose_old_connections()
-        await handler(message)
+        result = handler(message)
+        if result.__class__ is not _COROUTINE and not inspect.isawaitable(result):
+            _wrong_family(self, name, "a coroutine function (async def)", "SyncConsumer")
+        await result
 
     async def send(self, message: Message) -> None:
         """Send an ASGI message to the client (through the server)."""
@@ -189,10 +221,14 @@ class SyncConsumer(AsyncConsumer):
     @database_sync_to_async
     def dispatch(self, message: Message) -> None:
         """Call the sync handler for ``message`` in the worker thread."""
-        handler = getattr(self, get_handler_name(message), None)
+        name = get_handler_name(message)
+        handler = getattr(self, name, None)
         if handler is None:
             _no_handler(self, message)
-        handler(message)
+        result = handler(message)
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: close it so no RuntimeWarning follows
+            _wrong_family(self, name, "a plain function (def)", "AsyncConsumer")
 
     def send(self, message: Message) -> None:  # type: ignore[override]
         """Send an ASGI message to the client; blocks until the server has taken it."""

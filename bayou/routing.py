@@ -19,6 +19,7 @@ import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from asgiref.compatibility import guarantee_single_callable
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.urls.exceptions import Resolver404
@@ -75,6 +76,8 @@ class ProtocolTypeRouter:
     """
 
     def __init__(self, application_mapping: Mapping[str, Any]) -> None:
+        for scope_type, application in application_mapping.items():
+            _reject_consumer_class(application, f"ProtocolTypeRouter[{scope_type!r}]")
         self.application_mapping = application_mapping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,6 +89,18 @@ class ProtocolTypeRouter:
             await _answer_lifespan(scope, receive, send)
         else:
             raise ValueError(f"No application configured for scope type {scope_type!r}")
+
+
+def _reject_consumer_class(callback: Any, where: object) -> None:
+    """A consumer class routed without ``.as_asgi()`` (the Channels 2 style) fails here,
+    with the fix in the message, instead of on the first connection."""
+    from bayou.consumer import AsyncConsumer
+
+    if isinstance(callback, type) and issubclass(callback, AsyncConsumer):
+        raise ImproperlyConfigured(
+            f"{where}: {callback.__qualname__} is a consumer class, not an ASGI application. "
+            f"Route {callback.__qualname__}.as_asgi() instead."
+        )
 
 
 def _as_prefix_pattern(pattern: Any) -> Any:
@@ -125,6 +140,7 @@ class URLRouter:
                     f"{route}: include() is not supported in URLRouter. "
                     "Use nested URLRouter instances instead."
                 )
+            _reject_consumer_class(route.callback, route)
             if getattr(route.callback, "_path_routing", False) is True:
                 route.pattern = _as_prefix_pattern(route.pattern)
 
@@ -152,7 +168,8 @@ class URLRouter:
                 continue
             remaining, args, kwargs = match
             kwargs = {**outer_kwargs, **kwargs, **(route.default_args or {})}
-            inner: ASGIApp = route.callback
+            # As in Channels: an ASGI 2 (double-callable) application is adapted.
+            inner: ASGIApp = guarantee_single_callable(route.callback)  # type: ignore[no-untyped-call]
             inner_scope = dict(
                 scope,
                 path_remaining=remaining,
@@ -173,6 +190,8 @@ class ChannelNameRouter:
     """Dispatch worker scopes on ``scope["channel"]`` (channel name -> ASGI app)."""
 
     def __init__(self, application_mapping: Mapping[str, Any]) -> None:
+        for channel, application in application_mapping.items():
+            _reject_consumer_class(application, f"ChannelNameRouter[{channel!r}]")
         self.application_mapping = application_mapping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

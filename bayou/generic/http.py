@@ -26,6 +26,7 @@ class AsyncHttpConsumer(AsyncConsumer):
     """Override ``handle(body)``; reply with ``send_response`` or ``send_headers``+``send_body``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # cooperative, as in Channels (mixins)
         self.body: list[bytes] = []
         self._request_complete = False
         self._response_started = False

@@ -321,14 +321,17 @@ def test_runworker_builds_a_worker(
     fake_worker: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
 ) -> None:
     """runworker passes ASGI_APPLICATION, the channels and the default layer to the worker."""
-    with caplog.at_level(logging.INFO, logger="bayou.worker"):
+    with caplog.at_level(logging.INFO, logger="django.channels.worker"):
         call_command("runworker", "jobs", "mail")
     assert len(fake_worker) == 1
     assert fake_worker[0]["application"] is application
     assert fake_worker[0]["channels"] == ["jobs", "mail"]
     assert fake_worker[0]["layer"] is channel_layers["default"]
+    # On Channels' logger, so LOGGING configured for Channels keeps working.
     assert any(
-        r.getMessage() == "Running worker for channels ['jobs', 'mail']" for r in caplog.records
+        r.name == "django.channels.worker"
+        and r.getMessage() == "Running worker for channels ['jobs', 'mail']"
+        for r in caplog.records
     )
 
 

@@ -18,7 +18,10 @@ from bayou.worker import Worker
 
 __all__ = ["Command"]
 
-logger = logging.getLogger("bayou.worker")
+# Channels' logger name: it sits under Django's "django" logger, so with the default
+# LOGGING the start-up line shows on the console when DEBUG is on, as it does with
+# Channels; projects that configured this name keep their configuration.
+logger = logging.getLogger("django.channels.worker")
 
 
 class Command(BaseCommand):
