@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     timeouts.add_argument(
         "--graceful-timeout", type=float, default=30.0, help="Shutdown grace for in-flight requests"
     )
+    timeouts.add_argument(
+        "--lifespan-shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="How long lifespan shutdown may take before it is cancelled (<= 0: no limit)",
+    )
     timeouts.add_argument("--request-head-timeout", type=float, default=10.0)
     timeouts.add_argument("--keep-alive-timeout", type=float, default=5.0)
 
@@ -285,6 +291,9 @@ def build_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> C
             ping_timeout=args.ping_timeout,
             application_close_timeout=args.application_close_timeout,
             graceful_timeout=args.graceful_timeout,
+            lifespan_shutdown_timeout=(
+                args.lifespan_shutdown_timeout if args.lifespan_shutdown_timeout > 0 else None
+            ),
             server_name=args.server_name,
             # daphne: an explicit --access-log always logs; by default access
             # lines go to stdout unless --verbosity 0.

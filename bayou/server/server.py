@@ -17,6 +17,7 @@ waiting (forced exit).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -245,6 +246,7 @@ class Server:
         """
         loop = asyncio.get_running_loop()
         config = self.config
+        _apply_asgi_threads(loop)
         try:
             app = config.load_app()
         except Exception as exc:
@@ -463,3 +465,24 @@ def _signal_name(sig: int) -> str:
         return signal.Signals(sig).name
     except ValueError:
         return str(sig)
+
+
+def _apply_asgi_threads(loop: asyncio.AbstractEventLoop) -> None:
+    """Size the loop's default executor from ``ASGI_THREADS`` (as daphne does).
+
+    It runs ``sync_to_async(thread_sensitive=False)`` calls and ``run_in_executor(None, ...)``;
+    Django's thread-sensitive calls keep their single thread.
+    """
+    value = os.environ.get("ASGI_THREADS")
+    if not value:
+        return
+    try:
+        workers = int(value)
+        if workers < 1:
+            raise ValueError(value)
+    except ValueError:
+        logger.warning("Ignoring ASGI_THREADS=%r: not a positive integer", value)
+        return
+    loop.set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asgi")
+    )

@@ -174,6 +174,13 @@ def test_other_flags() -> None:
     assert not config.access_log
 
 
+def test_lifespan_shutdown_timeout_flag() -> None:
+    """--lifespan-shutdown-timeout sets the limit; 0 means no limit (None)."""
+    assert config_for("--lifespan-shutdown-timeout", "2.5").lifespan_shutdown_timeout == 2.5
+    assert config_for("--lifespan-shutdown-timeout", "0").lifespan_shutdown_timeout is None
+    assert config_for().lifespan_shutdown_timeout == 30.0
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

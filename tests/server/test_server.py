@@ -274,3 +274,22 @@ def test_parse_endpoint_rejects(description: str) -> None:
     """Incomplete or unknown endpoint strings raise ValueError (no silent defaults)."""
     with pytest.raises(ValueError):
         parse_endpoint(description)
+
+
+async def test_asgi_threads_sizes_the_default_executor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ASGI_THREADS=2 (daphne's variable) bounds the loop's default thread pool: ten
+    blocking calls through run_in_executor(None, ...) run on at most two threads."""
+    import threading
+    import time
+
+    monkeypatch.setenv("ASGI_THREADS", "2")
+    threads: set[int] = set()
+
+    def blocking() -> None:
+        threads.add(threading.get_ident())
+        time.sleep(0.02)
+
+    async with serve(apps.app):
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, blocking) for _ in range(10)))
+    assert 1 <= len(threads) <= 2
