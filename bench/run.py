@@ -4,7 +4,9 @@
     python3 bench/run.py [--quick] [--rounds N] [--only a,b] [suite ...]
 
 Suites: http, ws-echo, ws-idle (default), consumer-echo, broadcast, many-publishers
-(the Django-layer ones; ``django`` selects those three, ``all`` everything).
+(the Django-layer ones; ``django`` selects those three), redis-broadcast,
+redis-groupsend-cost, redis-many-publishers (``redis`` selects those three; they need
+``redis-server`` and start a private one per measurement); ``all`` runs everything.
 Creates/updates /work/main/.venv-bench on first use; needs ``wrk`` for ``http``.
 Writes bench/results/<date>-<suite>[-quick].md and refreshes docs/benchmarks.md.
 Stdlib only: servers and load clients run in the bench venv.
@@ -24,11 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import env
 from harness.clientproc import ClientFailed
-from harness.model import Context, Suite, SuiteResult
+from harness.model import Contestant, Context, Suite, SuiteResult
 from harness.procs import CpuPlan, ServerFailed, running_server
+from harness.redisserver import RedisFailed
 from harness.report import render, result_path, update_docs
 from harness.servers import server_argv
-from harness.suites import DJANGO_SUITES, SERVER_SUITES, SUITES
+from harness.suites import DJANGO_SUITES, REDIS_SUITES, SERVER_SUITES, SUITES
 
 
 def _log(msg: str) -> None:
@@ -41,17 +44,27 @@ def _select(names: list[str]) -> list[Suite]:
     out: list[Suite] = []
     for name in names:
         if name == "all":
-            out += SERVER_SUITES + DJANGO_SUITES
+            out += SERVER_SUITES + DJANGO_SUITES + REDIS_SUITES
         elif name == "django":
             out += DJANGO_SUITES
+        elif name == "redis":
+            out += REDIS_SUITES
         elif name in SUITES:
             out.append(SUITES[name])
         else:
-            sys.exit(f"unknown suite {name!r}; known: {', '.join(SUITES)}, django, all")
+            sys.exit(f"unknown suite {name!r}; known: {', '.join(SUITES)}, django, redis, all")
     unique: dict[str, Suite] = {}
     for suite in out:
         unique.setdefault(suite.name, suite)
     return list(unique.values())
+
+
+def _measure_one(suite: Suite, ctx: Context, c: Contestant, case: str) -> dict[str, float | None]:
+    if suite.run is not None:
+        return suite.run(ctx, c, case)
+    assert suite.measure is not None, f"suite {suite.name} has neither measure nor run"
+    with running_server(c.label, server_argv(c.server, c.app), ctx.cpus, c.env) as srv:
+        return suite.measure(ctx, srv, c, case)
 
 
 def run_suite(suite: Suite, ctx: Context, only: set[str] | None) -> SuiteResult | None:
@@ -85,11 +98,15 @@ def run_suite(suite: Suite, ctx: Context, only: set[str] | None) -> SuiteResult 
             for c in order:
                 _log(f"   round {rnd + 1}/{ctx.rounds} {suite.case_label}={case} {c.label} ...")
                 try:
-                    with running_server(
-                        c.label, server_argv(c.server, c.app), ctx.cpus, c.env
-                    ) as srv:
-                        sample = suite.measure(ctx, srv, c, case)
-                except (ServerFailed, ClientFailed, subprocess.SubprocessError, ValueError) as exc:
+                    sample = _measure_one(suite, ctx, c, case)
+                except (
+                    ServerFailed,
+                    ClientFailed,
+                    RedisFailed,
+                    OSError,
+                    subprocess.SubprocessError,
+                    ValueError,
+                ) as exc:
                     note = f"round {rnd + 1}, {case}, {c.label}: failed: {exc}".replace("\n", " ")
                     result.notes.append(note[:600])
                     _log("     " + note[:600])
@@ -138,7 +155,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.docs_only:
-        update_docs([s.name for s in SERVER_SUITES + DJANGO_SUITES])
+        update_docs([s.name for s in SERVER_SUITES + DJANGO_SUITES + REDIS_SUITES])
         return
 
     suites = _select(args.suites)
@@ -165,7 +182,7 @@ def main() -> None:
         print(text)
         _log(f"   written to {os.path.relpath(path)}")
     if not args.no_docs:
-        update_docs([s.name for s in SERVER_SUITES + DJANGO_SUITES])
+        update_docs([s.name for s in SERVER_SUITES + DJANGO_SUITES + REDIS_SUITES])
 
 
 if __name__ == "__main__":

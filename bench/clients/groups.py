@@ -4,7 +4,7 @@ Modes:
   broadcast  1 publisher, M members. Phase 1: 1 msg/s for --latency-seconds, per-delivery
              latency. Phase 2: a rate ladder (each step --step-seconds long); a step is
              lossless when every member got every message of the step; the ladder stops at
-             the first lossy step.
+             the first failed step (or, with --overload-steps, at the first lossy one).
   many       P publishers each send --messages as fast as their connection allows into
              one group of M members; count deliveries against P x messages x M.
 Each message is ``<step>:<send monotonic ns>:<seq>`` so a member can attribute and time
@@ -80,12 +80,13 @@ class _Publisher(WSListener):
         self.resumed.set()
 
 
-async def _open(url: str, factory: Any, n: int, concurrency: int) -> tuple[list[Any], int]:
+async def _open(urls: list[str], factory: Any, n: int, concurrency: int) -> tuple[list[Any], int]:
+    """Open ``n`` connections, the i-th to ``urls[i % len(urls)]`` (spread over servers)."""
     sem = asyncio.Semaphore(concurrency)
     opened: list[Any] = []
     failed = 0
 
-    async def one() -> None:
+    async def one(url: str) -> None:
         nonlocal failed
         async with sem:
             try:
@@ -93,7 +94,7 @@ async def _open(url: str, factory: Any, n: int, concurrency: int) -> tuple[list[
             except Exception:
                 failed += 1
 
-    await asyncio.gather(*(one() for _ in range(n)))
+    await asyncio.gather(*(one(urls[i % len(urls)]) for i in range(n)))
     return opened, failed
 
 
@@ -145,13 +146,20 @@ async def _broadcast(
         "expected": n * members,
         "hist": _summary(tally.hist_for(0)),
     }
-    # Phase 2: rate ladder, steps 1..; stop at the first lossy step.
+    # Phase 2: rate ladder, steps 1..; stop at the first failed step.
     # A step passes when nothing was lost AND the server kept up: the last delivery
     # came at most --max-lag s after the last publish (buffering without dropping
     # would otherwise pass any rate, just late).
-    ladder = []
+    # With --overload-steps N the ladder goes on for up to N more steps after the
+    # first failure, to find the rate at which messages are lost for good (each
+    # failed step is drained first, so a step starts without the previous backlog);
+    # it stops at the first step that lost messages.
+    ladder: list[dict[str, Any]] = []
     best = 0.0
+    failed_at: int | None = None
     for i, rate in enumerate(args.rates, start=1):
+        if failed_at is not None and i - failed_at > args.overload_steps:
+            break
         count = max(1, int(rate * args.step_seconds))
         start_ns = _now()
         await _publish_at(pub, i, rate, count)
@@ -160,20 +168,42 @@ async def _broadcast(
         got = tally.per_step.get(i, 0)
         last_ns = tally.step_last_ns.get(i, published_ns)
         lag = max(0.0, (last_ns - published_ns) / 1e9)
-        ladder.append(
-            {
-                "rate": rate,
-                "sent": count,
-                "delivered": got,
-                "expected": count * members,
-                "lag_s": lag,
-                "achieved_per_s": got / max((last_ns - start_ns) / 1e9, 1e-9),
-                "hist": _summary(tally.hist_for(i)),
-            }
+        passed = got >= count * members and lag <= args.max_lag and not tally.disconnects
+        entry: dict[str, Any] = {
+            "rate": rate,
+            "sent": count,
+            "delivered": got,
+            "expected": count * members,
+            "lag_s": lag,
+            "passed": passed,
+            "achieved_per_s": got / max((last_ns - start_ns) / 1e9, 1e-9),
+            "hist": _summary(tally.hist_for(i)),
+        }
+        ladder.append(entry)
+        if passed:
+            if failed_at is None:
+                best = rate
+            continue
+        if failed_at is None:
+            failed_at = i
+        if got < count * members and args.drain_seconds > 0:
+            # Late or lost? Give the backlog time to arrive: what never arrives
+            # was dropped.
+            await _wait_delivered(tally, i, count * members, quiet=2.0, cap=args.drain_seconds)
+        entry["eventually_delivered"] = tally.per_step.get(i, 0)
+        # Deliveries still coming in when the drain's cap ran out: late beyond what the
+        # client waits for, not known to be lost; the backlog would spill into the
+        # next step, so the ladder ends here.
+        entry["still_arriving"] = (
+            entry["eventually_delivered"] < count * members
+            and (_now() - tally.step_last_ns.get(i, 0)) / 1e9 < 1.0
         )
-        if got < count * members or lag > args.max_lag or tally.disconnects:
+        if (
+            entry["eventually_delivered"] < count * members
+            or entry["still_arriving"]
+            or tally.disconnects
+        ):
             break
-        best = rate
     return {"latency": latency, "ladder": ladder, "best_rate": best}
 
 
@@ -209,12 +239,12 @@ async def _many(
 async def _main(args: argparse.Namespace) -> None:
     raise_nofile()
     tally = _Tally()
-    base = args.url.rstrip("/")
+    bases = [u.rstrip("/") for u in args.url.split(",")]
     member_conns, member_failed = await _open(
-        f"{base}/ws/group/{args.group}/", lambda: _Member(tally), args.members, 50
+        [f"{b}/ws/group/{args.group}/" for b in bases], lambda: _Member(tally), args.members, 50
     )
     pub_conns, pub_failed = await _open(
-        f"{base}/ws/pub/{args.group}/", _Publisher, args.publishers, 10
+        [f"{b}/ws/pub/{args.group}/" for b in bases], _Publisher, args.publishers, 10
     )
     emit(
         "READY",
@@ -241,7 +271,12 @@ async def _main(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["broadcast", "many"])
-    parser.add_argument("--url", required=True, help="ws://127.0.0.1:PORT")
+    parser.add_argument(
+        "--url",
+        required=True,
+        help="ws://127.0.0.1:PORT, or several comma-separated: connections are spread "
+        "round-robin over them (the first gets the first publisher)",
+    )
     parser.add_argument("--group", default="bench")
     parser.add_argument("--members", type=int, required=True)
     parser.add_argument("--publishers", type=int, default=1)
@@ -249,6 +284,18 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--step-seconds", type=float, default=2)
     parser.add_argument("--max-lag", type=float, default=1.0)
+    parser.add_argument(
+        "--overload-steps",
+        type=int,
+        default=0,
+        help="steps to go on for after the first failed one, until one loses messages",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=0.0,
+        help="after the failed step, wait up to this long for its late deliveries",
+    )
     parser.add_argument(
         "--rates",
         type=lambda s: [float(x) for x in s.split(",")],

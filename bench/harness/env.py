@@ -80,7 +80,7 @@ _VERSION_SNIPPET = r"""
 import importlib.metadata as m, json
 out = {}
 for name in ("bayou", "uvicorn", "httptools", "websockets", "uvloop", "daphne", "twisted",
-             "channels", "channels_redis", "picows", "django"):
+             "channels", "channels_redis", "redis", "msgpack", "picows", "django"):
     try:
         out[name] = m.version(name)
     except m.PackageNotFoundError:
@@ -98,12 +98,25 @@ def versions() -> dict[str, str]:
     ).stdout
     result: dict[str, str] = {"python": _venv_python_version()}
     result.update(json.loads(out))
+    # "redis" is the redis-py client; the server it talks to is listed separately.
+    result["redis-py"] = result.pop("redis", "-")
+    result["msgpack"] = result.pop("msgpack", "-")
+    result["redis-server"] = _redis_server_version()
     result["bayou git rev"] = _git_rev()
     wrk = shutil.which("wrk")
     if wrk:
         proc = subprocess.run([wrk, "--version"], capture_output=True, text=True)
         result["wrk"] = (proc.stdout or proc.stderr).split("[")[0].replace("wrk", "").strip()
     return result
+
+
+def _redis_server_version() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        return "-"
+    out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+    version = [w[2:] for w in out.split() if w.startswith("v=")]
+    return version[0] if version else (out.strip() or "?")
 
 
 def _venv_python_version() -> str:

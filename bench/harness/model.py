@@ -70,7 +70,13 @@ class Suite:
     case_label: str
     cases: Callable[[Context], list[str]]
     contestants: Callable[[Context], list[Contestant]]
-    measure: Callable[[Context, RunningServer, Contestant, str], dict[str, float | None]]
+    # Called with a fresh server already running (the usual case) ...
+    measure: Callable[[Context, RunningServer, Contestant, str], dict[str, float | None]] | None = (
+        None
+    )
+    # ... or, for suites that start their own processes (several servers, a
+    # redis-server), called instead of starting one.
+    run: Callable[[Context, Contestant, str], dict[str, float | None]] | None = None
     targets: list[Target] = field(default_factory=list)
     # Ratios are printed of this label against every other contestant.
     subject: str = "bayou"

@@ -102,6 +102,16 @@ def target_rows(result: SuiteResult) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _fresh(result: SuiteResult) -> str:
+    if result.suite.run is not None:
+        # Suites that start their own processes describe them in their method.
+        return "Every measurement starts fresh processes (as described above), on 127.0.0.1 only."
+    return (
+        "Every measurement starts a fresh server process pinned to its own CPU, listening on "
+        "127.0.0.1."
+    )
+
+
 def render(result: SuiteResult) -> str:
     suite = result.suite
     kind = "quick run" if result.quick else "full run"
@@ -115,10 +125,9 @@ def render(result: SuiteResult) -> str:
         "",
         suite.method,
         "",
-        f"Contestants: {order}. Every measurement starts a fresh server process pinned to its "
-        "own CPU, listening on 127.0.0.1; the order of servers is rotated every round "
-        "(A/B interleaving), and each figure is the median over rounds (the last column lists "
-        "every round's value).",
+        f"Contestants: {order}. {_fresh(result)} The order of contestants is rotated every "
+        "round (A/B interleaving), and each figure is the median over rounds (the last column "
+        "lists every round's value).",
         "",
         "## Results",
         "",

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clients.common import Histogram
 from harness import report
 from harness.model import Contestant, Context, Metric, Suite, SuiteResult, Target
 from harness.procs import CpuPlan, RunningServer
+from harness.redisserver import parse_commandstats
 from harness.stats import median, merge_histograms, percentile_ns
+from harness.suites import REDIS_SUITES, SUITES, redis_broadcast
 from harness.suites.http import parse_wrk
+from harness.suites.redis_common import BAYOU_LIST, BAYOU_PUBSUB, CHANNELS_LIST, CHANNELS_PUBSUB
 
 WRK_OUTPUT = """Running 3s test @ http://127.0.0.1:1234/
   1 threads and 50 connections
@@ -146,3 +150,116 @@ def test_context_is_constructible_without_wrk() -> None:
         quick=True, rounds=1, cpus=CpuPlan.default(), python="python", client_procs=1, log=print
     )
     assert ctx.wrk is None
+
+
+COMMANDSTATS = (
+    "# Commandstats\r\n"
+    "cmdstat_evalsha:calls=100,usec=5000,usec_per_call=50.00,rejected_calls=0,failed_calls=0\r\n"
+    "cmdstat_rpush:calls=200,usec=300,usec_per_call=1.50,rejected_calls=0,failed_calls=0\r\n"
+    "cmdstat_config|resetstat:calls=1,usec=3,usec_per_call=3.00,rejected_calls=0,failed_calls=0\r\n"
+)
+
+
+def test_parse_commandstats_reads_calls_per_command() -> None:
+    """Every ``cmdstat_<name>`` line yields its ``calls`` count, subcommands included;
+    the section header is ignored."""
+    assert parse_commandstats(COMMANDSTATS) == {
+        "evalsha": 100,
+        "rpush": 200,
+        "config|resetstat": 1,
+    }
+
+
+def test_redis_suites_are_registered_and_start_their_own_processes() -> None:
+    """The three Redis suites are selectable by name, use ``run`` (own servers + Redis)
+    instead of ``measure``, compare bayou's list layer against both channels_redis
+    layers, and every target names labels of the four contestants."""
+    labels = {BAYOU_LIST, BAYOU_PUBSUB, CHANNELS_LIST, CHANNELS_PUBSUB}
+    assert [s.name for s in REDIS_SUITES] == [
+        "redis-groupsend-cost",
+        "redis-broadcast",
+        "redis-many-publishers",
+    ]
+    for suite in REDIS_SUITES:
+        assert SUITES[suite.name] is suite
+        assert suite.run is not None and suite.measure is None
+        assert suite.subject == BAYOU_LIST
+        assert set(suite.peers) == {CHANNELS_LIST, CHANNELS_PUBSUB}
+        for target in suite.targets:
+            assert {target.label, target.peer} <= labels
+    metric_keys = {m.key for m in redis_broadcast.SUITE.metrics}
+    assert {t.metric for t in redis_broadcast.SUITE.targets} == {"deliveries_per_s", "lat_p99_ms"}
+    assert {t.metric for t in redis_broadcast.SUITE.targets} <= metric_keys
+
+
+def _step(
+    rate: float, delivered: int, expected: int, passed: bool, **extra: int | bool
+) -> dict[str, Any]:
+    return {
+        "rate": rate,
+        "delivered": delivered,
+        "expected": expected,
+        "passed": passed,
+        "achieved_per_s": float(delivered),
+        **extra,
+    }
+
+
+def test_redis_broadcast_summary_separates_late_from_dropped() -> None:
+    """The best passing rate gives lossless deliveries/s; the first failed step reports
+    in-time vs eventual delivery; the first step whose messages never all arrived is
+    where the layer starts dropping (not one whose deliveries were still arriving);
+    CPU is divided by every delivery counted."""
+    done: dict[str, Any] = {
+        "members": 1000,
+        "best_rate": 10.0,
+        "failed": 0,
+        "disconnects": 0,
+        "latency": {"delivered": 3000, "expected": 3000, "hist": {"400": 3000}},
+        "ladder": [
+            _step(5, 5000, 5000, True),
+            _step(10, 10000, 10000, True),
+            _step(15, 9000, 15000, False, eventually_delivered=15000),  # late only
+            _step(20, 8000, 20000, False, eventually_delivered=19000),  # lost 1000
+        ],
+    }
+    # Still arriving when the client stopped waiting: far behind, not known to be lost.
+    still_step = _step(15, 9000, 15000, False, eventually_delivered=14000, still_arriving=True)
+    still = {**done, "ladder": [*done["ladder"][:2], still_step]}
+    assert redis_broadcast.summarize(still, 0.0, 0.0)["drop_rate"] is None
+    m = redis_broadcast.summarize(done, server_cpu=0.5, redis_cpu=0.01)
+    assert m["deliveries_per_s"] == 10_000
+    assert m["failed_rate"] == 15
+    assert m["failed_in_time_pct"] == pytest.approx(60.0)
+    assert m["failed_eventual_pct"] == pytest.approx(100.0)
+    assert m["drop_rate"] == 20
+    assert m["top_rate"] == 20
+    assert m["peak_lossless"] == 10_000
+    assert m["cpu_us"] == pytest.approx(0.5 / 52_000 * 1e6)
+    assert m["errors"] == 0
+
+
+def test_redis_broadcast_summary_without_any_failure_has_no_drop_rate() -> None:
+    """A ladder that passes every step reports its top rate, no failed step and no drops."""
+    done = {
+        "members": 1000,
+        "best_rate": 5.0,
+        "failed": 0,
+        "disconnects": 0,
+        "latency": {"delivered": 2990, "expected": 3000, "hist": {}},
+        "ladder": [_step(5, 5000, 5000, True)],
+    }
+    m = redis_broadcast.summarize(done, server_cpu=0.0, redis_cpu=0.0)
+    assert m["failed_rate"] is None and m["drop_rate"] is None
+    assert m["top_rate"] == 5
+    assert m["lat_p99_ms"] is None
+    assert m["errors"] == 10  # latency-phase deliveries that never came
+
+
+def test_report_of_a_self_starting_suite_does_not_claim_a_single_server() -> None:
+    """Suites with ``run`` get the "fresh processes" sentence, not "a fresh server process"."""
+    result = _fake_result(quick=True)
+    result.suite.run = lambda ctx, c, case: {}
+    text = report.render(result)
+    assert "starts fresh processes" in text
+    assert "a fresh server process" not in text

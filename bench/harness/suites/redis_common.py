@@ -1,0 +1,122 @@
+"""The four Redis-layer contestants and the setup the Redis suites share.
+
+Each measurement gets its own private redis-server (``harness.redisserver``) and,
+for the WebSocket suites, two fresh server processes of the contestant's framework,
+both configured with the contestant's layer on that Redis. Members are spread
+round-robin over the two processes, so a group message crosses Redis to reach the
+other process's half of the group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from harness.clientproc import ClientProc
+from harness.model import Contestant, Context
+from harness.procs import RunningServer, cpu_seconds, running_server
+from harness.redisserver import RunningRedis, redis_unavailable, running_redis
+from harness.servers import bayou_unavailable, server_argv
+from harness.suites.django_common import BAYOU_APP, CHANNELS_APP, bayou_django_unavailable
+
+__all__ = [
+    "BAYOU_LIST",
+    "BAYOU_PUBSUB",
+    "CHANNELS_LIST",
+    "CHANNELS_PUBSUB",
+    "LAYER_ENV",
+    "REDIS_PEERS",
+    "GroupRun",
+    "redis_contestants",
+    "redis_suite_unavailable",
+    "run_group_client_on_two",
+    "two_servers",
+]
+
+BAYOU_LIST = "bayou-redis"
+BAYOU_PUBSUB = "bayou-pubsub"
+CHANNELS_LIST = "channels_redis"
+CHANNELS_PUBSUB = "channels_redis-pubsub"
+REDIS_PEERS = (CHANNELS_LIST, CHANNELS_PUBSUB)
+
+# The environment variable the bench Django settings read the layer's backend from.
+LAYER_ENV = "BENCH_CHANNEL_LAYER"
+
+_BACKENDS = {
+    BAYOU_LIST: ("bayou", BAYOU_APP, "bayou.layers.redis.RedisChannelLayer"),
+    BAYOU_PUBSUB: ("bayou", BAYOU_APP, "bayou.layers.redis.RedisPubSubChannelLayer"),
+    CHANNELS_LIST: ("uvicorn", CHANNELS_APP, "channels_redis.core.RedisChannelLayer"),
+    CHANNELS_PUBSUB: ("uvicorn", CHANNELS_APP, "channels_redis.pubsub.RedisPubSubChannelLayer"),
+}
+
+
+def redis_suite_unavailable() -> str | None:
+    return redis_unavailable()
+
+
+def redis_contestants(ctx: Context) -> list[Contestant]:
+    """bayou's two Redis layers on the bayou server, channels_redis' two on uvicorn."""
+    out: list[Contestant] = []
+    reason = bayou_unavailable() or bayou_django_unavailable(ctx.python)
+    for label, (server, app, backend) in _BACKENDS.items():
+        if server == "bayou" and reason is not None:
+            ctx.log(f"  ({label} skipped: {reason})")
+            continue
+        out.append(Contestant(label, server, app, {LAYER_ENV: backend}))
+    return out
+
+
+@contextlib.contextmanager
+def two_servers(
+    ctx: Context, contestant: Contestant, redis: RunningRedis
+) -> Iterator[list[RunningServer]]:
+    """Two fresh server processes of ``contestant`` sharing ``redis``, both pinned to the
+    server CPU(s)."""
+    env = {**contestant.env, "BENCH_REDIS_URL": redis.url}
+    argv = server_argv(contestant.server, contestant.app)
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(running_server(f"{contestant.label}-{i}", argv, ctx.cpus, env))
+            for i in (1, 2)
+        ]
+        yield servers
+
+
+@dataclass
+class GroupRun:
+    done: dict[str, Any]
+    server_cpu: float  # seconds, both server processes
+    redis_cpu: float  # seconds
+    wall: float
+
+
+def run_group_client_on_two(
+    ctx: Context, contestant: Contestant, argv_tail: list[str], timeout: float
+) -> GroupRun:
+    """Private Redis + two servers; run clients.groups with connections spread over both."""
+    with running_redis(ctx.cpus) as redis, two_servers(ctx, contestant, redis) as servers:
+        urls = ",".join(f"ws://127.0.0.1:{s.port}" for s in servers)
+        client = ClientProc(
+            [ctx.python, "-m", "clients.groups", *argv_tail, "--url", urls,
+             "--deadline", str(timeout + 120)],
+            ctx.cpus,
+        )  # fmt: skip
+        try:
+            ready = client.expect("READY", timeout=120)
+            if ready["failed"]:
+                ctx.log(f"     {ready['failed']} connection(s) failed to open")
+            cpu0 = sum(cpu_seconds(s.pid) for s in servers)
+            rcpu0 = redis.cpu_seconds()
+            t0 = time.monotonic()
+            client.send("GO")
+            done = client.expect("DONE", timeout=timeout)
+            cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu0
+            rcpu = redis.cpu_seconds() - rcpu0
+            wall = time.monotonic() - t0
+        finally:
+            client.finish()
+    done["failed"] = ready["failed"]
+    return GroupRun(done, cpu, rcpu, wall)
