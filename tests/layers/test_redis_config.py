@@ -185,3 +185,34 @@ async def test_sharded_layers_deliver_across_hosts(
         await first.flush()
         await first.close()
         await second.close()
+
+
+def test_pools_have_timeouts_by_default() -> None:
+    """Command pools time out (socket and connect) by default, so a vanished server
+    cannot hang callers; configured values win; timeouts are not retried."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from bayou.layers.redis.hosts import (
+        DEFAULT_CONNECT_TIMEOUT,
+        DEFAULT_SOCKET_TIMEOUT,
+        create_pool,
+    )
+
+    default, configured = decode_hosts(
+        ["redis://127.0.0.1:1/0", {"address": "redis://127.0.0.1:2/0", "socket_timeout": 3}]
+    )
+    kwargs = create_pool(default).connection_kwargs
+    assert kwargs["socket_timeout"] == DEFAULT_SOCKET_TIMEOUT
+    assert kwargs["socket_connect_timeout"] == DEFAULT_CONNECT_TIMEOUT
+    assert not any(issubclass(RedisTimeoutError, e) for e in kwargs["retry"]._supported_errors)
+    assert create_pool(configured).connection_kwargs["socket_timeout"] == 3
+
+
+@pytest.mark.parametrize(
+    "option", [{"block_timeout": 0}, {"process_ttl": 0}, {"group_send_timeout": -1}]
+)
+def test_timing_options_are_validated(option: dict[str, Any]) -> None:
+    """block_timeout and process_ttl must be positive (0 would make BLPOP block forever
+    and the receive loop's periodic work spin), group_send_timeout non-negative."""
+    with pytest.raises(ValueError, match=next(iter(option))):
+        RedisChannelLayer(hosts=["redis://127.0.0.1:1/0"], **option)

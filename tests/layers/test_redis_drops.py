@@ -174,3 +174,107 @@ async def test_cancelled_plain_receives_lose_nothing(make: Any) -> None:
         message = await asyncio.wait_for(layer.receive("drop.cancel"), scaled(5))
         received.append(message["index"])
     assert sorted(received) == list(range(sent))
+
+
+async def test_slow_consumer_keeps_its_process_in_groups(redis_url: str) -> None:
+    """While the receive loop waits for room for a slow but still receiving consumer
+    (back-pressure), it keeps refreshing the process's liveness key: the process is not
+    declared dead and removed from its groups, and no group message is lost meanwhile.
+
+    Regression: the heartbeat ran only between blocking pops, so a wait longer than
+    ``process_ttl`` evicted the process and later group messages vanished uncounted.
+    """
+    prefix = f"slow{uuid.uuid4().hex[:8]}"
+    receiver = RedisChannelLayer(
+        hosts=[redis_url], prefix=prefix, capacity=1, process_ttl=0.6, group_send_timeout=5
+    )
+    sender = RedisChannelLayer(hosts=[redis_url], prefix=prefix)
+    try:
+        channel = await receiver.new_channel()
+        await receiver.group_add("slow-room", channel)
+        for index in range(6):
+            await sender.group_send("slow-room", {"type": "n", "index": index})
+        got = []
+        # One message per 0.25 s: the receive loop waits about 1.5 s > process_ttl.
+        for index in range(6):
+            got.append((await asyncio.wait_for(receiver.receive(channel), scaled(5)))["index"])
+            await asyncio.sleep(0.25)
+            await sender.group_send("slow-room", {"type": "n", "index": 100 + index})
+        for _ in range(6):
+            got.append((await asyncio.wait_for(receiver.receive(channel), scaled(5)))["index"])
+        assert got == [*range(6), *range(100, 106)]
+        assert receiver.stats().dropped == 0
+    finally:
+        await receiver.flush()
+        await receiver.close()
+        await sender.close()
+
+
+async def test_dead_process_inbox_is_not_kept_alive(make: Any, redis_url: str) -> None:
+    """Messages sent to a channel of a process that is gone (closed, or crashed and its
+    liveness key expired) go to an inbox whose TTL further sends do not extend: it
+    disappears at most ``expiry + 10`` s after the first uncollected message, however
+    often others keep sending to it. A live process's inbox is unaffected.
+
+    Regression: every send extended the TTL, so a dead inbox lived as long as anyone
+    kept sending to it.
+    """
+    import redis.asyncio as aioredis
+
+    dead, sender = make(expiry=5), make(expiry=5)
+    gone = await dead.new_channel()
+    alive = await sender.new_channel()
+    await dead.close()
+    inbox = f"{dead.prefix}:inbox:{dead.client_prefix}"
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        await sender.send(gone, {"type": "lost"})
+        first = await admin.pttl(inbox)
+        assert 0 < first <= 15_000
+        await asyncio.sleep(0.2)
+        await sender.send(gone, {"type": "lost"})
+        assert 0 < await admin.pttl(inbox) < first
+        await sender.send(alive, {"type": "kept"})
+        assert await asyncio.wait_for(sender.receive(alive), scaled(5)) == {"type": "kept"}
+    finally:
+        await admin.aclose()
+
+
+async def test_slow_consumer_cannot_hold_back_the_others_for_ever(redis_url: str) -> None:
+    """A consumer that keeps receiving, but more slowly than its group messages arrive,
+    makes the receive loop wait for it only for a bounded time (about 10 times
+    group_send_timeout in total); then it is marked congested and its group messages
+    are dropped (counted), so another consumer of the same process gets its message.
+
+    Regression: waiting was unbounded as long as the slow consumer received something
+    every group_send_timeout, so one slow consumer stalled every consumer of its process.
+    """
+    prefix = f"hol{uuid.uuid4().hex[:8]}"
+    receiver = RedisChannelLayer(
+        hosts=[redis_url], prefix=prefix, capacity=1, group_send_timeout=0.2
+    )
+    sender = RedisChannelLayer(hosts=[redis_url], prefix=prefix)
+    try:
+        slow, fast = await receiver.new_channel(), await receiver.new_channel()
+        await receiver.group_add("hol-slow", slow)
+        await receiver.group_add("hol-fast", fast)
+        for index in range(40):  # at one message per 0.15 s: 6 s of waiting unbounded
+            await sender.group_send("hol-slow", {"type": "n", "index": index})
+        await sender.group_send("hol-fast", {"type": "fast"})
+
+        async def consume_slowly() -> None:
+            for _ in range(40):
+                await receiver.receive(slow)
+                await asyncio.sleep(0.15)
+
+        consumer = asyncio.ensure_future(consume_slowly())
+        try:
+            assert await asyncio.wait_for(receiver.receive(fast), scaled(10)) == {"type": "fast"}
+        finally:
+            consumer.cancel()
+        assert receiver.channel_stats(slow).dropped > 0
+        assert receiver.stats().dropped_full == receiver.channel_stats(slow).dropped
+    finally:
+        await receiver.flush()
+        await receiver.close()
+        await sender.close()

@@ -150,7 +150,8 @@ async def test_crashed_process_leaves_its_groups(
         crashed._readers.clear()
         await client.delete(f"{sender.prefix}:proc:{crashed.client_prefix}")
         await sender.group_send("crash-room", {"type": "fan.out", "text": "hello"})
-        members = {m.decode() for m in await client.zrange(group_key, 0, -1)}
+        raw: list[bytes] = await client.zrange(group_key, 0, -1)  # type: ignore[assignment]
+        members = {m.decode() for m in raw}
         assert members == {f"@{alive.client_prefix}"}
         await _drain(alive, survivors)
     finally:
@@ -180,4 +181,44 @@ async def test_on_disconnect_and_on_reconnect_messages(redis_server: RedisServer
     finally:
         if redis_server.process is None:
             redis_server.start()
+        await layer.close()
+
+
+@pytest.mark.parametrize("pubsub", [False, True])
+async def test_idle_group_members_expire_locally(redis_server: RedisServer, pubsub: bool) -> None:
+    """Local members of a group that never receives a message are still removed after
+    group_expiry (the process's memory stays bounded), and the process leaves the group
+    in Redis (list layer: its ``@pid`` member; pub/sub: its subscription).
+
+    Regression: local membership was only checked when a group message arrived, so
+    consumers that vanished without group_discard stayed in memory for good.
+    """
+    from bayou.layers.redis import RedisPubSubChannelLayer
+
+    cls = RedisPubSubChannelLayer if pubsub else RedisChannelLayer
+    layer = cls(hosts=[redis_server.url], prefix=f"idle{uuid.uuid4().hex[:8]}", group_expiry=0.5)
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add("idle-room", channel)
+        assert layer.group_stats("idle-room").members == 1
+        for _ in range(100):  # bounded: about 5 s
+            if layer.stats().groups == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert layer.group_stats("idle-room").members == 0
+        assert layer.stats().group_members_expired == 1
+        for _ in range(100):
+            if pubsub:
+                subscribed = await client.pubsub_numsub(f"{layer.prefix}:gpub:idle-room")
+                gone = subscribed[0][1] == 0
+            else:
+                gone = await client.zcard(f"{layer.prefix}:group:idle-room") == 0
+            if gone:
+                break
+            await asyncio.sleep(0.05)
+        assert gone
+    finally:
+        await client.aclose()
+        await layer.flush()
         await layer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -198,3 +199,91 @@ async def test_close_leaves_no_tasks_or_connections(server: RedisServer) -> None
         assert await admin.exists(f"{layer.prefix}:group:leak-room") == 0
     finally:
         await admin.aclose()
+
+
+async def test_unanswered_command_raises_instead_of_hanging(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the default configuration, a group_send that Redis does not answer within
+    the default socket timeout (here shortened; the server is paused) raises
+    RedisUnavailable instead of hanging; the message is delivered at most once, and the
+    layer works normally once Redis resumes.
+
+    Regression: command connections had no socket timeout, so callers of a silently
+    vanished server waited forever; timeouts were retried (a script could run again).
+    """
+    from bayou.layers.redis import hosts
+
+    monkeypatch.setattr(hosts, "DEFAULT_SOCKET_TIMEOUT", 0.3)
+    prefix = f"pause{uuid.uuid4().hex[:8]}"
+    sender = RedisChannelLayer(hosts=[server.url], prefix=prefix)
+    receiver = RedisChannelLayer(hosts=[server.url], prefix=prefix, block_timeout=0.5)
+    admin = aioredis.Redis.from_url(server.url)
+    try:
+        channel = await receiver.new_channel()
+        await receiver.group_add("pause-room", channel)
+        await sender.group_send("pause-room", {"type": "warm.up"})
+        assert await asyncio.wait_for(receiver.receive(channel), scaled(5)) == {"type": "warm.up"}
+        await admin.client_pause(1000)
+        with pytest.raises(RedisUnavailable, match="Redis is unavailable"):
+            await sender.group_send("pause-room", {"type": "paused"})
+        for _ in range(100):  # bounded: the pause ends after 1 s
+            try:
+                await sender.group_send("pause-room", {"type": "marker"})
+                break
+            except RedisUnavailable:
+                await asyncio.sleep(0.1)
+        got: list[dict[str, Any]] = []
+        while not got or got[-1] != {"type": "marker"}:
+            got.append(await asyncio.wait_for(receiver.receive(channel), scaled(10)))
+        assert got.count({"type": "paused"}) <= 1
+    finally:
+        await admin.aclose()
+        await receiver.flush()
+        await receiver.close()
+        await sender.close()
+
+
+async def test_group_add_before_reconnect_keeps_older_groups(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If a group_add reaches a restarted Redis before the receive loop has reconnected,
+    the process's other groups are still registered again: group messages to them
+    arrive after the restart.
+
+    Regression: group_add recreated the liveness key without noticing it was gone, so
+    the receive loop's reconnect found it present and re-registered nothing.
+    """
+    from bayou.layers.redis import core
+
+    # The receive loop retries 2.5 s after losing Redis; the liveness key (3 s) set by
+    # the group_add below is then still there when it reconnects.
+    monkeypatch.setattr(core, "_backoff", lambda failures: 2.5)
+    receiver = _layer(server, process_ttl=3.0)
+    sender = _layer(server, prefix=receiver.prefix)
+    try:
+        old, new = await receiver.new_channel(), await receiver.new_channel()
+        await receiver.group_add("old-room", old)
+        server.stop()
+        for _ in range(100):  # bounded: the receive loop notices within its block_timeout
+            if receiver._down_since is not None:
+                break
+            await asyncio.sleep(0.05)
+        server.start()
+        for _ in range(100):  # bounded (process_ttl / 3): until group_add checks the key
+            if time.monotonic() >= receiver._alive_until:
+                break
+            await asyncio.sleep(0.05)
+        await receiver.group_add("new-room", new)
+        assert receiver.reconnects == 0
+        for _ in range(100):  # bounded: the receive loop retries after 2.5 s
+            if receiver.reconnects:
+                break
+            await asyncio.sleep(0.05)
+        await sender.group_send("old-room", {"type": "old"})
+        await sender.group_send("new-room", {"type": "new"})
+        assert await asyncio.wait_for(receiver.receive(old), scaled(5)) == {"type": "old"}
+        assert await asyncio.wait_for(receiver.receive(new), scaled(5)) == {"type": "new"}
+    finally:
+        await receiver.close()
+        await sender.close()

@@ -38,7 +38,7 @@ def sentinel_port(redis_server: RedisServer) -> Iterator[int]:
             stderr=subprocess.DEVNULL,
         )
         try:
-            client = redis.Redis(host="127.0.0.1", port=port)
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
             deadline = time.monotonic() + scaled(10)
             while True:
                 try:
@@ -84,7 +84,7 @@ def _spawn(binary: str, *args: str) -> subprocess.Popen[bytes]:
 
 
 def _wait_ping(port: int) -> None:
-    client = redis.Redis(host="127.0.0.1", port=port)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
     deadline = time.monotonic() + scaled(10)
     try:
         while True:

@@ -46,7 +46,8 @@ def _client_count(url: str) -> int:
 
 async def test_async_to_sync_group_send_from_a_thread(redis_url: str) -> None:
     """async_to_sync(layer.group_send) from a loop-less thread, called repeatedly, delivers
-    every message, raises no 'Event loop is closed' error and leaks no connection."""
+    every message, raises no 'Event loop is closed' error and keeps at most one pooled
+    connection open (on the shared background loop), released by close()."""
     prefix = f"sync{uuid.uuid4().hex[:8]}"
     receiver = RedisChannelLayer(hosts=[redis_url], prefix=prefix)
     publisher = RedisChannelLayer(hosts=[redis_url], prefix=prefix)
@@ -65,12 +66,13 @@ async def test_async_to_sync_group_send_from_a_thread(redis_url: str) -> None:
             for _ in range(5)
         ]
         assert got == list(range(5))
-        # Loops that async_to_sync closed took their connections with them.
+        assert await asyncio.to_thread(_client_count, redis_url) <= before + 1
+        await asyncio.to_thread(_in_thread, lambda: async_to_sync(publisher.close)())
         assert await asyncio.to_thread(_client_count, redis_url) <= before
     finally:
         await receiver.flush()
         await receiver.close()
-        await publisher.close()
+        await asyncio.to_thread(_in_thread, lambda: async_to_sync(publisher.close)())
 
 
 async def test_sync_helper_reuses_one_connection(redis_url: str) -> None:
@@ -129,3 +131,60 @@ async def test_group_add_from_another_loop(redis_url: str, pubsub: bool) -> None
     finally:
         await layer.flush()
         await layer.close()
+
+
+def _connections_received(url: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("stats")["total_connections_received"])
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("pubsub", [False, True])
+async def test_async_to_sync_does_not_connect_per_call(redis_url: str, pubsub: bool) -> None:
+    """async_to_sync(layer.send/group_send/new_channel/receive) from a loop-less thread
+    reuses pooled connections: 20 publishing calls open at most one connection (they run
+    on the shared background loop), and calls on an instance that receives on this loop
+    run there, so a channel made via async_to_sync receives on this loop.
+
+    Regression: every async_to_sync call ran on a new event loop with a new connection.
+    """
+    from bayou.layers.redis import RedisPubSubChannelLayer
+
+    cls = RedisPubSubChannelLayer if pubsub else RedisChannelLayer
+    prefix = f"a2s{uuid.uuid4().hex[:8]}"
+    receiver = cls(hosts=[redis_url], prefix=prefix)
+    publisher = cls(hosts=[redis_url], prefix=prefix)
+    try:
+        channel = await receiver.new_channel()
+        await receiver.group_add("a2s-room", channel)
+
+        def publish() -> int:
+            before = _connections_received(redis_url)
+            for index in range(10):
+                async_to_sync(publisher.group_send)("a2s-room", {"type": "n", "index": index})
+                async_to_sync(publisher.send)("a2s.plain", {"type": "n", "index": index})
+            # The probe's own connection is the +1.
+            return _connections_received(redis_url) - before - 1
+
+        opened = await asyncio.to_thread(_in_thread, publish)
+        assert opened <= 1
+        got = [
+            (await asyncio.wait_for(receiver.receive(channel), scaled(5)))["index"]
+            for _ in range(10)
+        ]
+        assert got == list(range(10))
+
+        def join() -> str:
+            name: str = async_to_sync(receiver.new_channel)()
+            async_to_sync(receiver.group_add)("a2s-room", name)
+            return name
+
+        second = await asyncio.to_thread(_in_thread, join)
+        await publisher.group_send("a2s-room", {"type": "both"})
+        assert await asyncio.wait_for(receiver.receive(second), scaled(5)) == {"type": "both"}
+    finally:
+        await receiver.flush()
+        await receiver.close()
+        await asyncio.to_thread(_in_thread, lambda: async_to_sync(publisher.close)())

@@ -32,8 +32,8 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -64,6 +64,7 @@ __all__ = ["ChannelFull", "RedisChannelLayer", "RedisUnavailable"]
 logger = logging.getLogger("bayou.layers.redis")
 
 Message = dict[str, Any]
+T = TypeVar("T")
 
 #: Errors that mean "Redis is not reachable right now".
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -76,8 +77,13 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 # Inbox entries popped per LPOP while draining, and batches per loop iteration.
 _DRAIN_BATCH = 256
 _DRAIN_ROUNDS = 8
+# Seconds between two rounds of the receive loop's periodic work (expiry sweep, depth
+# decrements, liveness heartbeat), also while it waits for a slow consumer.
+_CHORE_INTERVAL = 1.0
 # Channels whose Redis-side drops are remembered for channel_stats().
 _DROP_TABLE_SIZE = 4096
+# Names remembered as valid for receive() (the table is cleared when it reaches this).
+_NAME_CACHE_SIZE = 8192
 
 
 class RedisUnavailable(ConnectionError):
@@ -147,8 +153,10 @@ class RedisChannelLayer(BaseChannelLayer):
         Back-pressure in the receiving process (default 1 s): when a group message
         would overflow a local member's queue, the receive loop waits for room while
         that member keeps receiving (the rest of the inbox waits in Redis, in order);
-        a member that receives nothing for this long is marked congested and its group
-        messages are dropped (counted) until it catches up. ``0``: drop at once.
+        a member that receives nothing for this long, or that has kept the loop waiting
+        about ten times this long in a row (it receives, but too slowly), is marked
+        congested and its group messages are dropped (counted) until it catches up.
+        ``0``: drop at once.
     ``on_disconnect`` / ``on_reconnect``
         Message types (e.g. ``"redis.disconnect"``) queued to every local channel that is
         in a group or waiting in ``receive()`` when the receive loop loses / regains
@@ -181,6 +189,12 @@ class RedisChannelLayer(BaseChannelLayer):
         super().__init__(expiry=expiry, capacity=capacity, channel_capacity=channel_capacity)
         if not isinstance(prefix, str) or not prefix:
             raise ValueError("prefix must be a non-empty string")
+        # 0 would mean "block forever" to BLPOP and a busy loop to the chores.
+        for option, value in (("block_timeout", block_timeout), ("process_ttl", process_ttl)):
+            if not value > 0:
+                raise ValueError(f"{option} must be a positive number of seconds, not {value!r}")
+        if group_send_timeout < 0:
+            raise ValueError(f"group_send_timeout must be >= 0, not {group_send_timeout!r}")
         self.hosts: list[HostSpec] = decode_hosts(hosts)
         self.ring_size = len(self.hosts)
         self._identities = [spec.identity for spec in self.hosts]
@@ -225,7 +239,14 @@ class RedisChannelLayer(BaseChannelLayer):
         self._decrement_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._alive_until = 0.0
+        self._next_prune = 0.0
         self._down_since: float | None = None
+        # The last running loop _home_loop() found not to be a throwaway one.
+        self._settled_loop: asyncio.AbstractEventLoop | None = None
+        # Names receive() accepted -> their owner pid (None: plain); see _check_receivable.
+        self._receivable: dict[str, str | None] = {}
+        # The task reading this instance's inbox, as receive() last started it.
+        self._inbox_task: asyncio.Task[None] | None = None
         #: Reconnections of the receive loop so far (for tests and monitoring).
         self.reconnects = 0
 
@@ -259,6 +280,35 @@ class RedisChannelLayer(BaseChannelLayer):
         message: Message = self._serializer.deserialize(data)
         return message
 
+    def _home_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop an operation must run on instead of the running one (None: here).
+
+        ``async_to_sync`` called from a thread without an event loop (WSGI views,
+        Celery tasks, scripts) runs each call on a new loop that it closes right after:
+        connections opened there cannot be reused. Such calls are handed to the loop
+        that runs this instance's receive loop, or else to the shared background loop
+        of :mod:`bayou.layers.redis.sync`, whose pooled connections outlive the call.
+        """
+        current = asyncio.get_running_loop()
+        if current is self._settled_loop:
+            return None
+        if not _throwaway_loop(current):
+            # asgiref registers its per-call loop before running anything on it, so a
+            # loop found not to be one never becomes one: skip the check next time.
+            self._settled_loop = current
+            return None
+        reader = self._reader_loop
+        if reader is not None and reader is not current and reader.is_running():
+            return reader
+        from bayou.layers.redis import sync
+
+        return sync.background_loop()
+
+    @property
+    def _chore_interval(self) -> float:
+        # Often enough to refresh the liveness key about three times per process_ttl.
+        return min(_CHORE_INTERVAL, self.process_ttl / 3)
+
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}:{kind}:{name}"
 
@@ -271,9 +321,29 @@ class RedisChannelLayer(BaseChannelLayer):
         if bang < 33 or channel[bang - 33] != ".":
             return None
         pid = channel[bang - 32 : bang]
-        if all(c in "0123456789abcdef" for c in pid):
+        # str.strip runs in C: empty after stripping hex digits means all were hex.
+        if not pid.strip("0123456789abcdef"):
             return pid
         return None
+
+    def _check_receivable(self, channel: str) -> str | None:
+        """Validate ``channel`` for ``receive()`` and return its owner (see :meth:`_owner`).
+
+        Raises ``TypeError`` for a bad name and ``RuntimeError`` for another instance's
+        channel. Names that pass are remembered (bounded) so the next call skips this.
+        """
+        self.require_valid_channel_name(channel)
+        pid = self._owner(channel)
+        if pid is not None and pid != self.client_prefix:
+            raise RuntimeError(
+                f"Channel {channel!r} belongs to another layer instance (process); "
+                "only the instance that created it can receive from it"
+            )
+        if type(channel) is str:
+            if len(self._receivable) >= _NAME_CACHE_SIZE:
+                self._receivable.clear()
+            self._receivable[channel] = pid
+        return pid
 
     @property
     def _ttl_ms(self) -> int:
@@ -288,6 +358,9 @@ class RedisChannelLayer(BaseChannelLayer):
         reserved ``__asgi_channel__`` key and :class:`RedisUnavailable` if Redis cannot
         be reached. Costs one Redis command.
         """
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.send(channel, message))
         self.require_valid_channel_name(channel)
         payload = self.serialize(_require_message(message))
         now = time.time()
@@ -317,7 +390,7 @@ class RedisChannelLayer(BaseChannelLayer):
     async def _send_to_process(self, pid: str, channel: str, capacity: int, entry: bytes) -> int:
         """Queue a direct message for process ``pid``: 1 queued, 0 full, 2 undeliverable."""
         client = self._clients.get(self._shard(pid))
-        keys = [self._key("inbox", pid), self._key("depth", pid)]
+        keys = [self._key("inbox", pid), self._key("depth", pid), self._key("proc", pid)]
         result: int = await _SEND_LOCAL(client, keys, [channel, capacity, entry, self._ttl_ms])
         return result
 
@@ -329,14 +402,27 @@ class RedisChannelLayer(BaseChannelLayer):
         on one channel; cancelling a waiting ``receive()`` loses no message. Raises
         :class:`RedisUnavailable` if Redis stays unreachable ``outage_timeout`` seconds.
         """
-        self.require_valid_channel_name(channel)
-        pid = self._owner(channel)
-        if pid is not None and pid != self.client_prefix:
-            raise RuntimeError(
-                f"Channel {channel!r} belongs to another layer instance (process); "
-                "only the instance that created it can receive from it"
-            )
-        self._start_inbox()
+        # Fast path: the inbox reader runs on this loop, so this loop is not a throwaway
+        # one (readers are only started after _home_loop() said so) and nothing needs
+        # starting. Consumers call receive() once per message: keep that cheap.
+        inbox = self._inbox_task
+        started = (
+            inbox is not None
+            and not inbox.done()
+            and inbox.get_loop() is asyncio.get_running_loop()
+        )
+        if not started:
+            home = self._home_loop()
+            if home is not None:
+                return await _run_at_home(home, self.receive(channel))
+        # The checks (a regex and the owner lookup) run once per name, not per call.
+        pid = self._receivable.get(channel, "") if type(channel) is str else ""
+        if pid == "":
+            pid = self._check_receivable(channel)
+        if not started:
+            self._start_inbox()
+            kind = "list" if self._inbox_is_list else "pubsub"
+            self._inbox_task = self._readers.get((kind, self._inbox_shard))
         if pid is not None:
             return await self._hub.receive(channel)
         shard = self._shard(channel)
@@ -351,6 +437,9 @@ class RedisChannelLayer(BaseChannelLayer):
 
         Starts the receive loop, so messages sent to the name are collected from then on.
         """
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.new_channel(prefix))
         separator = "" if prefix.endswith(".") else "."
         name = f"{prefix}{separator}{self.client_prefix}!{secrets.token_hex(6)}"
         self.require_valid_channel_name(name)
@@ -362,6 +451,9 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def group_add(self, group: str, channel: str) -> None:
         """Add ``channel`` to ``group`` (again: refreshes its join time). One command."""
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.group_add(group, channel))
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         pid = self._owner(channel)
@@ -382,6 +474,9 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; nothing happens if it is not a member."""
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.group_discard(group, channel))
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         pid = self._owner(channel)
@@ -405,6 +500,9 @@ class RedisChannelLayer(BaseChannelLayer):
         channel; members at capacity are skipped and counted as drops. Raises
         :class:`RedisUnavailable` if Redis cannot be reached.
         """
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.group_send(group, message))
         self.require_valid_group_name(group)
         payload = self.serialize(_require_message(message))
         now = time.time()
@@ -482,6 +580,9 @@ class RedisChannelLayer(BaseChannelLayer):
         Affects every layer instance sharing the prefix. Pending ``receive()`` calls
         keep waiting; layer-wide counters keep counting.
         """
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.flush())
         pattern = _glob_escape(self.prefix) + ":*"
         with _unavailable("flush"):
             for index in range(self.ring_size):
@@ -505,8 +606,12 @@ class RedisChannelLayer(BaseChannelLayer):
         Waiting ``receive()`` calls raise :class:`RedisUnavailable`. The layer can be
         used again afterwards (everything restarts lazily).
         """
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.close())
         readers = list(self._readers.values())
         self._readers.clear()
+        self._inbox_task = None
         for task in readers:
             task.cancel()
         for task in list(self._background):
@@ -766,15 +871,8 @@ class RedisChannelLayer(BaseChannelLayer):
                         await self._handle(shard, client, _text(popped[0]), _bytes(popped[1]))
                     now = time.monotonic()
                     if now >= next_chores:
-                        next_chores = now + min(1.0, self.block_timeout)
-                        self._hub.sweep()
-                        self._schedule_decrements()
-                        if (
-                            shard == self._inbox_shard
-                            and self._inbox_is_list
-                            and now >= self._alive_until
-                        ):
-                            await self._heartbeat(client)
+                        next_chores = now + min(self._chore_interval, self.block_timeout)
+                        await self._chores(shard, client)
                 except asyncio.CancelledError:
                     raise
                 except CONNECTION_ERRORS as exc:
@@ -809,16 +907,59 @@ class RedisChannelLayer(BaseChannelLayer):
                     watched.discard(channel)
         return keys
 
+    async def _chores(self, shard: int, client: Redis) -> None:
+        """The receive loop's periodic work: expire local messages, send depth
+        decrements, refresh the liveness key when due."""
+        self._hub.sweep()
+        self._schedule_decrements()
+        self._prune_if_due()
+        if (
+            shard == self._inbox_shard
+            and self._inbox_is_list
+            and time.monotonic() >= self._alive_until
+        ):
+            await self._heartbeat(client)
+
+    def _prune_if_due(self) -> None:
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + min(60.0, max(self.group_expiry / 2, _CHORE_INTERVAL))
+        for group in self._hub.prune_members():
+            self._group_emptied(group)
+
+    def _group_emptied(self, group: str) -> None:
+        """Hook: the last local member of ``group`` expired; leave the group in Redis."""
+        self._spawn(self._leave_group(group))
+
+    async def _leave_group(self, group: str) -> None:
+        if group in self._hub.groups:  # a member joined again meanwhile
+            return
+        keys = [self._key("group", group), self._key("gcap", group)]
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await _GROUP_DISCARD(
+                self._clients.get(self._shard(group)), keys, [f"@{self.client_prefix}"]
+            )
+
     async def _handle(self, shard: int, client: Redis, key: str, value: bytes) -> None:
         inbox = self._key("inbox", self.client_prefix)
         if key == inbox:
-            await self._dispatch_with_room(value)
+
+            async def chores() -> None:
+                # The entry being dispatched is already out of Redis: a failing
+                # heartbeat must not lose it (the next command reconnects anyway).
+                try:
+                    await self._chores(shard, client)
+                except CONNECTION_ERRORS as exc:
+                    logger.debug("Heartbeat during back-pressure failed: %s", exc)
+
+            await self._dispatch_with_room(value, chores)
             for _ in range(_DRAIN_ROUNDS):
                 more: Any = await client.lpop(inbox, _DRAIN_BATCH)
                 if not more:
                     break
                 for item in more:
-                    await self._dispatch_with_room(_bytes(item))
+                    await self._dispatch_with_room(_bytes(item), chores)
                 if len(more) < _DRAIN_BATCH:
                     break
             return
@@ -833,19 +974,39 @@ class RedisChannelLayer(BaseChannelLayer):
             else:
                 self._hub.deliver(channel, queued, enforce_capacity=False)
 
-    async def _dispatch_with_room(self, value: bytes) -> None:
+    async def _dispatch_with_room(
+        self, value: bytes, chores: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         """Dispatch an inbox entry, first waiting (back-pressure) while a live local
-        member it is for has a full queue: the rest of the inbox waits in Redis."""
+        member it is for has a full queue: the rest of the inbox waits in Redis.
+
+        ``chores`` runs at least every :data:`_CHORE_INTERVAL` seconds while waiting: a
+        slow consumer must not stop the heartbeat (the process would be declared dead
+        and removed from its groups) nor the expiry of other channels' messages.
+        """
         if self.group_send_timeout > 0 and len(value) > entries.DEADLINE_DIGITS:
             kind = value[entries.DEADLINE_DIGITS : entries.DEADLINE_DIGITS + 1]
             if kind in (b"g", b"d"):
-                with contextlib.suppress(ValueError):
+                try:
                     entry = entries.parse(value)
+                except ValueError:
+                    entry = None
+                state = None if entry is None else self._hub.blocked(entry.kind, entry.name)
+                if state is not None:
+                    self._counters["waits"] += 1
+                waiting_on, started = state, time.monotonic()
+                while state is not None and entry is not None:
+                    if state is not waiting_on:
+                        waiting_on, started = state, time.monotonic()
+                    await self._hub.wait_for_room(
+                        state,
+                        self.group_send_timeout,
+                        started=started,
+                        max_wait=self._chore_interval,
+                    )
+                    if chores is not None:
+                        await chores()
                     state = self._hub.blocked(entry.kind, entry.name)
-                    while state is not None:
-                        self._counters["waits"] += 1
-                        await self._hub.wait_for_room(state, self.group_send_timeout)
-                        state = self._hub.blocked(entry.kind, entry.name)
         self._dispatch(value)
 
     def _dispatch(self, value: bytes) -> None:
@@ -865,14 +1026,14 @@ class RedisChannelLayer(BaseChannelLayer):
                 self._counters["group_deliveries"] += 1
 
     async def _ensure_alive(self) -> None:
-        """Make sure the liveness key exists before this process joins a group."""
-        now = time.monotonic()
-        if now < self._alive_until:
+        """Make sure the liveness key exists before this process joins a group.
+
+        Goes through :meth:`_heartbeat`, so a key found missing (Redis restarted while
+        the receive loop had not reconnected yet) also re-registers the groups.
+        """
+        if time.monotonic() < self._alive_until:
             return
-        client = self._clients.get(self._inbox_shard)
-        ttl = int(self.process_ttl * 1000)
-        await client.set(self._key("proc", self.client_prefix), b"1", px=ttl)
-        self._alive_until = now + self.process_ttl / 3
+        await self._heartbeat(self._clients.get(self._inbox_shard))
 
     async def _heartbeat(self, client: Redis) -> None:
         """Refresh the liveness key; if it was gone (Redis restarted, or we were declared
@@ -935,6 +1096,26 @@ def _require_message(message: object) -> Message:
     if "__asgi_channel__" in message:
         raise ValueError("the __asgi_channel__ key is reserved for channel layers")
     return message
+
+
+def _throwaway_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """True for the per-call loop asgiref's ``async_to_sync`` runs in a loop-less thread.
+
+    asgiref registers that loop in ``AsyncToSync.loop_thread_executors`` while it runs
+    (asgiref 3.x); if that ever changes, calls simply run where they are, as before.
+    """
+    try:
+        from asgiref.sync import AsyncToSync
+    except ImportError:  # pragma: no cover - asgiref comes with Django
+        return False
+    executors = getattr(AsyncToSync, "loop_thread_executors", None)
+    return isinstance(executors, dict) and loop in executors
+
+
+async def _run_at_home(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on ``loop`` (another thread's) and wait for it here; cancelling the
+    wait cancels it there."""
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
 
 def _reraise_cancellation() -> None:

@@ -23,8 +23,17 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-__all__ = ["DEFAULT_HOSTS", "HostSpec", "close_pool", "create_pool", "decode_hosts"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_HOSTS",
+    "DEFAULT_SOCKET_TIMEOUT",
+    "HostSpec",
+    "close_pool",
+    "create_pool",
+    "decode_hosts",
+]
 
 DEFAULT_HOSTS: list[Any] = ["redis://localhost:6379"]
 
@@ -92,18 +101,37 @@ def _decode_one(entry: object) -> HostSpec:
     raise ValueError(f"Cannot understand Redis host {entry!r}")
 
 
+#: Seconds an ordinary command (send, group_send, ...) may wait for Redis' reply before
+#: the caller gets ``RedisUnavailable`` (redis-py's default is to wait forever, so a
+#: silently vanished server would hang callers). Override with ``socket_timeout``.
+DEFAULT_SOCKET_TIMEOUT = 10.0
+#: Seconds to establish a connection (``socket_connect_timeout`` overrides it).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+
 def default_retry() -> Retry:
     """Retries for ordinary commands: 3 attempts with jittered exponential backoff.
 
     Short on purpose: a caller waits at most about a second before getting a clear
-    error, and the receive loop has its own, unbounded reconnect loop.
+    error, and the receive loop has its own, unbounded reconnect loop. Only connection
+    errors are retried, not timeouts: a command that timed out may still run when Redis
+    wakes up (e.g. after ``CLIENT PAUSE``), and running a ``group_send`` script again
+    would deliver its message several times.
     """
-    return Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 3)
+    return Retry(
+        ExponentialWithJitterBackoff(cap=0.5, base=0.05),
+        3,
+        supported_errors=(RedisConnectionError,),
+    )
 
 
 def create_pool(spec: HostSpec, **overrides: Any) -> ConnectionPool:
     """A new connection pool for ``spec``; ``overrides`` win over the configured options."""
-    kwargs: dict[str, Any] = {"retry": default_retry()}
+    kwargs: dict[str, Any] = {
+        "retry": default_retry(),
+        "socket_timeout": DEFAULT_SOCKET_TIMEOUT,
+        "socket_connect_timeout": DEFAULT_CONNECT_TIMEOUT,
+    }
     kwargs.update(spec.kwargs)
     kwargs.update(overrides)
     if spec.master_name is not None:

@@ -2,27 +2,37 @@
 
 One :class:`LocalHub` per layer instance. The receive loop feeds it entries popped from
 Redis (or published to it); ``receive()`` waits on it. Messages stay serialized until a
-receiver takes them, so each receiver deserializes its own independent copy and a
-message that expires unread is never decoded.
+receiver takes them, so a message that expires unread is never decoded. Every receiver
+gets its own independent message: a group message fanned out to several local members
+is decoded once, by the first of them, and each member receives a private copy (dicts,
+lists and tuples copied, immutable values shared, anything else deep-copied: the rule
+of the in-memory layer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bayou.layers.stats import ChannelStats, DropEvent, DropReason, DropReporter, GroupStats
 
-__all__ = ["COUNTERS", "LocalHub", "QueuedMessage"]
+__all__ = ["COUNTERS", "PRESSURE_LIMIT", "LocalHub", "QueuedMessage"]
 
 logger = logging.getLogger("bayou.layers.redis")
 
 Message = dict[str, Any]
+
+#: A slow consumer may make the receive loop wait for it at most about this many times
+#: ``group_send_timeout`` in a row (waiting time minus time the loop did not wait for it);
+#: then it is marked congested and its group messages are dropped (counted) until it
+#: has caught up to half its capacity.
+PRESSURE_LIMIT = 10
 
 #: Layer-wide counters, in :class:`~bayou.layers.stats.LayerStats` order.
 COUNTERS = (
@@ -41,14 +51,40 @@ COUNTERS = (
 class QueuedMessage:
     """A message waiting in a local queue (still serialized)."""
 
-    __slots__ = ("deadline", "direct", "group", "payload")
+    __slots__ = ("deadline", "direct", "group", "payload", "shared")
 
-    def __init__(self, deadline: float, payload: bytes, group: str | None, direct: bool) -> None:
+    def __init__(
+        self,
+        deadline: float,
+        payload: bytes,
+        group: str | None,
+        direct: bool,
+        shared: list[Any] | None = None,
+    ) -> None:
         self.deadline = deadline
         self.payload = payload
         self.group = group
         #: A direct send() (counted in the owner's depth hash in Redis).
         self.direct = direct
+        #: A group message fanned out to several local members: an empty list until
+        #: the first receiver decodes ``payload``, then ``[message, flat]``; every
+        #: receiver gets its own copy of ``message``.
+        self.shared = shared
+
+    def open(self, deserialize: Callable[[bytes], Any]) -> Message:
+        """The message for one receiver: decoded, or a private copy of the shared decode."""
+        shared = self.shared
+        if shared is None:
+            message: Message = deserialize(self.payload)
+            return message
+        if not shared:
+            pristine = deserialize(self.payload)
+            shared += (pristine, _is_flat(pristine))
+        if shared[1]:
+            flat: Message = shared[0].copy()
+            return flat
+        nested: Message = _copy_value(shared[0])
+        return nested
 
 
 class _LocalChannel:
@@ -59,6 +95,8 @@ class _LocalChannel:
         "expired",
         "last_pop",
         "name",
+        "pressure",
+        "pressure_at",
         "queue",
         "room",
         "waiters",
@@ -75,6 +113,11 @@ class _LocalChannel:
         self.last_pop = 0.0
         # True while group messages for it are dropped without waiting (it stalled).
         self.congested = False
+        # Seconds the receive loop has recently waited for room in this queue (decays by
+        # the time it spends not waiting for it, measured at pressure_at): bounds how
+        # long one slow consumer can hold the process's other consumers back.
+        self.pressure = 0.0
+        self.pressure_at = 0.0
         # Resolved by receive() when the receive loop waits for room in this queue.
         self.room: asyncio.Future[None] | None = None
 
@@ -128,13 +171,25 @@ class LocalHub:
             return 0
         cutoff = self._clock() - self.group_expiry
         delivered = 0
+        # One QueuedMessage for all members (nothing mutates it); with several members
+        # it is decoded once, by the first receiver, and each gets a private copy.
+        shared: list[Any] | None = [] if len(members) > 1 else None
+        queued = QueuedMessage(deadline, payload, group, False, shared)
+        channels = self.channels
         for channel, joined in list(members.items()):
             if joined < cutoff:
                 self.remove_member(group, channel)
                 self._counters["group_members_expired"] += 1
                 continue
-            queued = QueuedMessage(deadline, payload, group, False)
-            if self.deliver(channel, queued, enforce_capacity=True):
+            state = channels.get(channel)
+            if state is not None and len(state.queue) < state.capacity:
+                # deliver() inlined for the common case: this loop runs per member.
+                state.queue.append(queued)
+                self.queued += 1
+                if state.waiters:
+                    _wake_first(state.waiters)
+                delivered += 1
+            elif self.deliver(channel, queued, enforce_capacity=True):
                 delivered += 1
         self._counters["group_deliveries"] += delivered
         return delivered
@@ -147,38 +202,66 @@ class LocalHub:
 
         Congested channels (ones that stalled before) are not waited for.
         """
+        candidates: Iterable[str]
         if kind == "g":
-            members = self.groups.get(name)
-            candidates = list(members) if members else []
+            # Read-only loop over the live dict (no copy): this runs per group message.
+            candidates = self.groups.get(name, ())
         elif kind == "d":
-            candidates = [name]
+            candidates = (name,)
         else:
             return None
+        channels = self.channels
         for channel in candidates:
-            state = self.channels.get(channel)
-            if state is not None and not state.congested and len(state.queue) >= state.capacity:
+            state = channels.get(channel)
+            if state is not None and len(state.queue) >= state.capacity and not state.congested:
                 return state
         return None
 
-    async def wait_for_room(self, state: _LocalChannel, stall_after: float) -> None:
+    async def wait_for_room(
+        self,
+        state: _LocalChannel,
+        stall_after: float,
+        *,
+        started: float | None = None,
+        max_wait: float | None = None,
+    ) -> None:
         """Wait until ``state`` has room, as long as its consumer keeps receiving.
 
-        If nothing is received from it for ``stall_after`` seconds, it is marked congested
+        If nothing is received from it for ``stall_after`` seconds (counted from
+        ``started``, default now, or its last receive if later), it is marked congested
         (later group messages for it are dropped without waiting until it has caught up
-        to half its capacity).
+        to half its capacity). It is also marked congested once the waits for it add up
+        to ``PRESSURE_LIMIT * stall_after`` seconds (minus the time the loop spent not
+        waiting for it): a consumer that receives, but too slowly, must not hold the
+        process's other consumers back for ever. Returns early after ``max_wait``
+        seconds, so that the caller can do periodic work (heartbeats) and call again
+        with the same ``started``.
         """
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
+        if started is None:
+            started = time.monotonic()
+        give_up = None if max_wait is None else time.monotonic() + max_wait
         while len(state.queue) >= state.capacity and not state.congested:
-            stalled_at = max(started, state.last_pop) + stall_after
-            remaining = stalled_at - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            state.pressure = max(0.0, state.pressure - (now - state.pressure_at))
+            state.pressure_at = now
+            remaining = max(started, state.last_pop) + stall_after - now
+            if remaining <= 0 or state.pressure >= PRESSURE_LIMIT * stall_after:
                 state.congested = True
                 return
+            remaining = min(remaining, PRESSURE_LIMIT * stall_after - state.pressure)
+            if give_up is not None:
+                if now >= give_up:
+                    return
+                remaining = min(remaining, give_up - now)
             if state.room is None or state.room.done():
                 state.room = loop.create_future()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(state.room), remaining)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(state.room), remaining)
+            finally:
+                state.pressure_at = time.monotonic()
+                state.pressure += state.pressure_at - now
 
     # -- receiving --------------------------------------------------------------------
 
@@ -226,7 +309,7 @@ class LocalHub:
                     self._expired(state, queued)
                     continue
                 try:
-                    message: Message = self._deserialize(queued.payload)
+                    message = queued.open(self._deserialize)
                 except Exception:
                     logger.exception("Dropping a message on %r that cannot be decoded", channel)
                     continue
@@ -261,6 +344,23 @@ class LocalHub:
                 if not waiter.done():
                     waiter.set_exception(exc)
             self._forget_if_idle(state)
+
+    def prune_members(self) -> list[str]:
+        """Remove local members that joined more than ``group_expiry`` ago.
+
+        Members of groups that receive no messages are otherwise never checked, so a
+        consumer that vanished without ``group_discard`` would stay in memory for the
+        life of the process. Returns the groups left without local members.
+        """
+        cutoff = self._clock() - self.group_expiry
+        emptied = []
+        for group, members in list(self.groups.items()):
+            for channel, joined in list(members.items()):
+                if joined < cutoff:
+                    self._counters["group_members_expired"] += 1
+                    if self.remove_member(group, channel):
+                        emptied.append(group)
+        return emptied
 
     # -- expiry -----------------------------------------------------------------------
 
@@ -386,6 +486,33 @@ class LocalHub:
             with contextlib.suppress(Exception):
                 message = self._deserialize(queued.payload)
         self._reporter.report(DropEvent(reason, channel, queued.group, message))
+
+
+# Values of these exact types are immutable and shared between copies (the rule of the
+# in-memory layer): a receiver may mutate its message without affecting another's.
+_ATOMIC: frozenset[type] = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+def _copy_value(value: Any) -> Any:
+    kind = type(value)
+    if kind in _ATOMIC:
+        return value
+    if kind is dict:
+        return {key: _copy_value(item) for key, item in value.items()}
+    if kind is list:
+        return [_copy_value(item) for item in value]
+    if kind is tuple:
+        return tuple(_copy_value(item) for item in value)
+    return copy.deepcopy(value)
+
+
+def _is_flat(message: Any) -> bool:
+    """True for a dict of immutable values only: ``dict.copy()`` makes a private copy.
+
+    Anything else (nested values, or a custom serializer's non-dict result) is copied
+    with :func:`_copy_value`.
+    """
+    return type(message) is dict and all(type(value) in _ATOMIC for value in message.values())
 
 
 def _wake_first(waiters: deque[asyncio.Future[None]]) -> None:

@@ -36,6 +36,7 @@ from bayou.layers.redis.core import (
     _backoff,
     _discard,
     _reraise_cancellation,
+    _run_at_home,
     _Script,
     _text,
     _unavailable,
@@ -80,6 +81,9 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """A new process-specific channel; returns once this process is subscribed."""
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.new_channel(prefix))
         name = await super().new_channel(prefix)
         if self._may_start_here():
             with _unavailable("new_channel"):
@@ -96,6 +100,9 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
     async def group_add(self, group: str, channel: str) -> None:
         """Add ``channel`` to ``group``. For this process's channels: subscribe to the
         group (once per group and process) and wait for Redis to confirm it."""
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.group_add(group, channel))
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         if self._owner(channel) != self.client_prefix:
@@ -123,6 +130,9 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; unsubscribes when no local member is left."""
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.group_discard(group, channel))
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         if self._owner(channel) != self.client_prefix:
@@ -146,6 +156,9 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
 
     async def flush(self) -> None:
         """As :meth:`RedisChannelLayer.flush`; also leaves every group subscription."""
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.flush())
         groups = list(self._hub.groups)
         await super().flush()
         for group in groups:
@@ -153,6 +166,9 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
 
     async def close(self) -> None:
         """Stop receiving, unsubscribe and release this loop's connections."""
+        home = self._home_loop()
+        if home is not None:
+            return await _run_at_home(home, self.close())
         for waiters in self._confirm_waiters.values():
             for waiter in waiters:
                 if not waiter.done():
@@ -243,8 +259,7 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
                     now = time.monotonic()
                     if now >= next_chores:
                         next_chores = now + min(1.0, self.block_timeout)
-                        self._hub.sweep()
-                        self._schedule_decrements()
+                        await self._local_chores()
                 except asyncio.CancelledError:
                     raise
                 except CONNECTION_ERRORS as exc:
@@ -276,7 +291,7 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
         if kind == "message":
             # Waiting here leaves later publications in the connection's buffers (and
             # then Redis' output buffer for this client): bounded by group_send_timeout.
-            await self._dispatch_with_room(message["data"])
+            await self._dispatch_with_room(message["data"], self._local_chores)
         elif kind == "subscribe":
             channel = _text(message["channel"])
             self._confirmed.add(channel)
@@ -292,6 +307,14 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
                     self._spawn(self._resubscribe(self._shard(group), channel))
                     return
             self._confirmed.discard(channel)
+
+    async def _local_chores(self) -> None:
+        self._hub.sweep()
+        self._schedule_decrements()
+        self._prune_if_due()
+
+    def _group_emptied(self, group: str) -> None:
+        self._unsubscribe(group)
 
     async def _resubscribe(self, shard: int, channel: str) -> None:
         self._confirmed.discard(channel)

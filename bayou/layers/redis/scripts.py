@@ -58,16 +58,25 @@ return {1, expired}
 """
 )
 
-#: KEYS: inbox, depth hash. ARGV: channel, capacity, entry, ttl_ms. Returns 1 or 0 (full).
+#: KEYS: inbox, depth hash, owner's liveness key. ARGV: channel, capacity, entry, ttl_ms.
+#: Returns 1 (queued) or 0 (full). While the owner's liveness key is missing (it crashed,
+#: or Redis restarted and its receive loop has not reconnected yet) the message is still
+#: queued, but the inbox's TTL is not extended: a dead process's inbox expires at most
+#: ``ttl`` after the first message it did not collect, however often others send to it.
 SEND_LOCAL = """
 local depth = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 if depth >= tonumber(ARGV[2]) then
   return 0
 end
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('RPUSH', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+else
+  if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
+  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+end
 return 1
 """
 

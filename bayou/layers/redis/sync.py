@@ -26,7 +26,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["BackgroundLoop", "group_send", "run", "send"]
+__all__ = ["BackgroundLoop", "background_loop", "group_send", "run", "send"]
 
 T = TypeVar("T")
 
@@ -106,6 +106,16 @@ class BackgroundLoop:
 
 _background = BackgroundLoop()
 atexit.register(_background.stop)
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The shared background loop (started on first use).
+
+    The Redis layers run operations here when they are awaited on a throwaway loop of
+    ``async_to_sync`` (and no receive loop runs in the process), so that such calls
+    reuse pooled connections instead of opening one per call.
+    """
+    return _background.loop
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
