@@ -14,37 +14,53 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
-from bayou.layers.redis.hosts import HostSpec, close_pool, create_pool
+from bayou.layers.redis.hosts import HostSpec, close_pool, create_cluster, create_pool
 
-__all__ = ["LoopClients"]
+__all__ = ["AnyRedis", "LoopClients", "aclose_client"]
+
+#: A client for one server (or Sentinel master) or for a whole Redis Cluster.
+AnyRedis: TypeAlias = Redis | RedisCluster
 
 
 class LoopClients:
-    """One lazily created ``Redis`` client per (event loop, shard)."""
+    """One lazily created ``Redis`` client per (event loop, shard).
+
+    For a Redis Cluster (a single cluster spec) every logical shard shares one
+    ``RedisCluster`` client per loop, which routes each command to the right node.
+    """
 
     def __init__(self, specs: Sequence[HostSpec], **overrides: Any) -> None:
         self._specs = list(specs)
         self._overrides = overrides
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Redis | None]]
+        self._shards = len(self._specs)
+        if len(self._specs) == 1 and self._specs[0].is_cluster:
+            self._shards = self._specs[0].cluster_shards
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[AnyRedis | None]]
         self._by_loop = weakref.WeakKeyDictionary()
 
-    def get(self, index: int) -> Redis:
+    def get(self, index: int) -> AnyRedis:
         """The client for shard ``index`` on the running loop."""
-        if not 0 <= index < len(self._specs):
-            raise ValueError(f"There are only {len(self._specs)} hosts - you asked for {index}!")
+        if not 0 <= index < self._shards:
+            raise ValueError(f"There are only {self._shards} hosts - you asked for {index}!")
         loop = asyncio.get_running_loop()
+        if self._specs[0].is_cluster:
+            index = 0
         clients = self._by_loop.get(loop)
         if clients is None:
             clients = self._by_loop[loop] = [None] * len(self._specs)
             _on_close(loop, self._close_for_loop)
         client = clients[index]
         if client is None:
-            pool = create_pool(self._specs[index], **self._overrides)
-            client = clients[index] = Redis(connection_pool=pool)
+            spec = self._specs[index]
+            if spec.is_cluster:
+                client = clients[index] = create_cluster(spec, **self._overrides)
+            else:
+                pool = create_pool(spec, **self._overrides)
+                client = clients[index] = Redis(connection_pool=pool)
         return client
 
     def loops(self) -> int:
@@ -64,12 +80,18 @@ class LoopClients:
                 loop.run_until_complete(_aclose_all(clients))
 
 
-async def _aclose_all(clients: list[Redis | None]) -> None:
+async def _aclose_all(clients: list[AnyRedis | None]) -> None:
     for client in clients:
         if client is not None:
-            with contextlib.suppress(Exception):
-                await client.aclose()
-            await close_pool(client.connection_pool)
+            await aclose_client(client)
+
+
+async def aclose_client(client: AnyRedis) -> None:
+    """Close ``client`` and disconnect its connections; never raises."""
+    with contextlib.suppress(Exception):
+        await client.aclose()
+    if isinstance(client, Redis):
+        await close_pool(client.connection_pool)
 
 
 # loop -> callbacks to run before the loop really closes. One wrapper per loop, weak

@@ -45,9 +45,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bayou.exceptions import ChannelFull
 from bayou.layers.base import BaseChannelLayer, CapacityPatterns, CompiledCapacities
 from bayou.layers.redis import entries, scripts
-from bayou.layers.redis.connections import LoopClients
+from bayou.layers.redis.connections import AnyRedis, LoopClients, aclose_client
 from bayou.layers.redis.hashing import consistent_hash, shard_index
-from bayou.layers.redis.hosts import HostSpec, close_pool, create_pool, decode_hosts
+from bayou.layers.redis.hosts import HostSpec, create_cluster, create_pool, decode_hosts
 from bayou.layers.redis.local import COUNTERS, LocalHub, QueuedMessage
 from bayou.layers.redis.serializers import registry
 from bayou.layers.stats import (
@@ -97,7 +97,7 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
 
-    async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def __call__(self, client: AnyRedis, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -196,8 +196,16 @@ class RedisChannelLayer(BaseChannelLayer):
         if group_send_timeout < 0:
             raise ValueError(f"group_send_timeout must be >= 0, not {group_send_timeout!r}")
         self.hosts: list[HostSpec] = decode_hosts(hosts)
-        self.ring_size = len(self.hosts)
-        self._identities = [spec.identity for spec in self.hosts]
+        #: Redis Cluster mode: the shards are logical (hash tags), not servers.
+        self._cluster = self.hosts[0].is_cluster
+        if self._cluster:
+            if "{" in prefix or "}" in prefix:
+                raise ValueError("With a Redis Cluster, prefix must not contain '{' or '}'")
+            self.ring_size = self.hosts[0].cluster_shards
+            self._identities = [f"shard{index}" for index in range(self.ring_size)]
+        else:
+            self.ring_size = len(self.hosts)
+            self._identities = [spec.identity for spec in self.hosts]
         self.prefix = prefix
         self.group_expiry = group_expiry
         self.block_timeout = block_timeout
@@ -262,12 +270,15 @@ class RedisChannelLayer(BaseChannelLayer):
         """channels_redis-compatible hash of ``value`` onto ``range(ring_size)``."""
         return consistent_hash(value, self.ring_size)
 
-    def connection(self, index: int) -> Redis:
-        """The redis-py client for shard ``index`` on the running event loop."""
+    def connection(self, index: int) -> AnyRedis:
+        """The redis-py client for shard ``index`` on the running event loop (with a
+        Redis Cluster: the ``RedisCluster`` client shared by all logical shards)."""
         return self._clients.get(index)
 
     def create_pool(self, index: int) -> ConnectionPool:
-        """A new connection pool for shard ``index``."""
+        """A new connection pool for shard ``index`` (not available for a Redis Cluster)."""
+        if self._cluster:
+            raise TypeError("A Redis Cluster has no single connection pool; use connection()")
         return create_pool(self.hosts[index])
 
     def serialize(self, message: Message) -> bytes:
@@ -309,8 +320,37 @@ class RedisChannelLayer(BaseChannelLayer):
         # Often enough to refresh the liveness key about three times per process_ttl.
         return min(_CHORE_INTERVAL, self.process_ttl / 3)
 
-    def _key(self, kind: str, name: str) -> str:
-        return f"{self.prefix}:{kind}:{name}"
+    def _key(self, kind: str, name: str, shard: int | None = None) -> str:
+        """The Redis key (or Pub/Sub channel) ``kind`` of ``name``.
+
+        With a Redis Cluster the key starts with the hash tag ``{<prefix>:<shard>}`` of
+        its logical shard (``shard``, by default the shard owning ``name``), so every
+        key a script touches is in one hash slot.
+        """
+        if not self._cluster:
+            return f"{self.prefix}:{kind}:{name}"
+        if shard is None:
+            shard = self._shard(name)
+        return f"{{{self.prefix}:{shard}}}:{kind}:{name}"
+
+    def _key_prefix(self, shard: int) -> str:
+        """What the Lua scripts put before ``:<kind>:<name>`` for keys of ``shard``."""
+        return f"{{{self.prefix}:{shard}}}" if self._cluster else self.prefix
+
+    def _parse_key(self, key: str, kind: str) -> str | None:
+        """The name in ``key`` if it is a key (or Pub/Sub channel) of ``kind``, else None."""
+        if self._cluster:
+            head = "{" + self.prefix + ":"
+            end = key.find("}", len(head)) if key.startswith(head) else -1
+            if end < 0:
+                return None
+            rest = key[end + 1 :]
+        elif key.startswith(self.prefix):
+            rest = key[len(self.prefix) :]
+        else:
+            return None
+        marker = f":{kind}:"
+        return rest[len(marker) :] if rest.startswith(marker) else None
 
     def _owner(self, channel: str) -> str | None:
         """The pid owning process-specific ``channel``, or None for a plain channel.
@@ -509,7 +549,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._counters["group_sends"] += 1
         header = entries.deadline_field(now + self.expiry)
         gkeys = [self._key("group", group), self._key("gcap", group)]
-        common = [header, group, payload, self._ttl_ms, self.prefix, self.capacity]
+        common = [header, group, payload, self._ttl_ms, self._key_prefix(0), self.capacity]
         with _unavailable("group_send"):
             if self.ring_size == 1:
                 args = [now - self.group_expiry, int(now * 1000), *common]
@@ -550,12 +590,16 @@ class RedisChannelLayer(BaseChannelLayer):
             names, capacities = by_shard.setdefault(shard, ([], []))
             names.append(member)
             capacities.append(_text(cap))
-        header, group_name, payload, ttl, prefix, default = common
+        header, group_name, payload, ttl, _, default = common
 
         async def push(shard: int, names: list[str], capacities: list[str]) -> Any:
+            prefix = self._key_prefix(shard)
             args = [int(now * 1000), header, group_name, payload, ttl, prefix, default]
             args += [len(names), *names, *capacities, "0" if self._inbox_is_list else "1"]
-            return await _GROUP_PUSH(self._clients.get(shard), [], args)
+            # The script builds its key names itself; with a Redis Cluster one declared
+            # key of the shard routes the call to the node owning the shard's slot.
+            keys = [self._key("wake", self.client_prefix, shard)] if self._cluster else []
+            return await _GROUP_PUSH(self._clients.get(shard), keys, args)
 
         results = await asyncio.gather(
             *(push(shard, names, caps) for shard, (names, caps) in by_shard.items())
@@ -584,8 +628,12 @@ class RedisChannelLayer(BaseChannelLayer):
         if home is not None:
             return await _run_at_home(home, self.flush())
         pattern = _glob_escape(self.prefix) + ":*"
+        indexes = range(self.ring_size)
+        if self._cluster:
+            # One RedisCluster client scans every primary.
+            pattern, indexes = "{" + pattern, range(1)
         with _unavailable("flush"):
-            for index in range(self.ring_size):
+            for index in indexes:
                 client = self._clients.get(index)
                 batch: list[Any] = []
                 async for key in client.scan_iter(match=pattern, count=1000):
@@ -647,7 +695,7 @@ class RedisChannelLayer(BaseChannelLayer):
             self._key("proc", pid),
             self._key("inbox", pid),
             self._key("depth", pid),
-            self._key("wake", pid),
+            self._key("wake", pid, self._inbox_shard),
         )
 
     # -- visibility -------------------------------------------------------------------
@@ -803,7 +851,7 @@ class RedisChannelLayer(BaseChannelLayer):
         task.add_done_callback(self._background.discard)
 
     async def _wake(self, shard: int) -> None:
-        key = self._key("wake", self.client_prefix)
+        key = self._key("wake", self.client_prefix, shard)
         with contextlib.suppress(*CONNECTION_ERRORS):
             client = self._clients.get(shard)
             async with client.pipeline(transaction=False) as pipe:
@@ -831,13 +879,22 @@ class RedisChannelLayer(BaseChannelLayer):
             for queued in orphans:
                 self._hub.deliver(channel, queued, enforce_capacity=False)
 
-    def _reader_client(self, shard: int) -> Redis:
-        # Its own connection, with a socket timeout safely above the blocking pop: an idle
-        # consumer must never be mistaken for a dead connection.
+    def _reader_timeout(self, shard: int) -> float:
+        # A socket timeout safely above the blocking pop: an idle consumer must never be
+        # mistaken for a dead connection.
         timeout = self.block_timeout + 5.0
-        configured = self.hosts[shard].kwargs.get("socket_timeout")
+        configured = self.hosts[0 if self._cluster else shard].kwargs.get("socket_timeout")
         if isinstance(configured, (int, float)) and configured > timeout:
             timeout = float(configured)
+        return timeout
+
+    def _reader_client(self, shard: int) -> AnyRedis:
+        # Its own connection, see _reader_timeout.
+        timeout = self._reader_timeout(shard)
+        if self._cluster:
+            return create_cluster(
+                self.hosts[0], socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+            )
         pool = create_pool(
             self.hosts[shard],
             socket_timeout=timeout,
@@ -847,7 +904,7 @@ class RedisChannelLayer(BaseChannelLayer):
         return Redis(connection_pool=pool)
 
     async def _read_loop(self, shard: int) -> None:
-        client: Redis | None = None
+        client: AnyRedis | None = None
         failures = 0
         next_chores = 0.0
         try:
@@ -895,7 +952,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 await _discard(client)
 
     def _blocking_keys(self, shard: int) -> list[str]:
-        keys = [self._key("wake", self.client_prefix)]
+        keys = [self._key("wake", self.client_prefix, shard)]
         if shard == self._inbox_shard and self._inbox_is_list:
             keys.append(self._key("inbox", self.client_prefix))
         watched = self._watched.get(shard)
@@ -907,7 +964,7 @@ class RedisChannelLayer(BaseChannelLayer):
                     watched.discard(channel)
         return keys
 
-    async def _chores(self, shard: int, client: Redis) -> None:
+    async def _chores(self, shard: int, client: AnyRedis) -> None:
         """The receive loop's periodic work: expire local messages, send depth
         decrements, refresh the liveness key when due."""
         self._hub.sweep()
@@ -941,7 +998,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 self._clients.get(self._shard(group)), keys, [f"@{self.client_prefix}"]
             )
 
-    async def _handle(self, shard: int, client: Redis, key: str, value: bytes) -> None:
+    async def _handle(self, shard: int, client: AnyRedis, key: str, value: bytes) -> None:
         inbox = self._key("inbox", self.client_prefix)
         if key == inbox:
 
@@ -963,9 +1020,9 @@ class RedisChannelLayer(BaseChannelLayer):
                 if len(more) < _DRAIN_BATCH:
                     break
             return
-        if key.startswith(self._key("ch", "")):
+        channel = self._parse_key(key, "ch")
+        if channel is not None:
             entry = entries.parse(value)
-            channel = key[len(self._key("ch", "")) :]
             queued = QueuedMessage(entry.deadline, entry.payload, None, False)
             if not self._hub.wants_more(channel):
                 # Its receiver was cancelled while the pop was under way.
@@ -1035,7 +1092,7 @@ class RedisChannelLayer(BaseChannelLayer):
             return
         await self._heartbeat(self._clients.get(self._inbox_shard))
 
-    async def _heartbeat(self, client: Redis) -> None:
+    async def _heartbeat(self, client: AnyRedis) -> None:
         """Refresh the liveness key; if it was gone (Redis restarted, or we were declared
         dead), register this process's groups again."""
         ttl = int(self.process_ttl * 1000)
@@ -1139,7 +1196,5 @@ def _glob_escape(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
-async def _discard(client: Redis) -> None:
-    with contextlib.suppress(Exception):
-        await client.aclose()
-    await close_pool(client.connection_pool)
+async def _discard(client: AnyRedis) -> None:
+    await aclose_client(client)

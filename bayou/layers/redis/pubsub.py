@@ -25,8 +25,10 @@ import contextlib
 import time
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from bayou.layers.redis import scripts
 from bayou.layers.redis.core import (
@@ -41,6 +43,7 @@ from bayou.layers.redis.core import (
     _text,
     _unavailable,
 )
+from bayou.layers.redis.hosts import create_node_client
 
 __all__ = ["RedisPubSubChannelLayer"]
 
@@ -244,7 +247,7 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
                 _reraise_cancellation()
                 try:
                     if pubsub is None:
-                        client = self._reader_client(shard)
+                        client = await self._subscriber_client(shard)
                         pubsub = client.pubsub()
                         await pubsub.subscribe(*self._desired(shard))
                         self._pubsubs[shard] = pubsub
@@ -286,6 +289,32 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
             if client is not None:
                 await _discard(client)
 
+    async def _subscriber_client(self, shard: int) -> Redis:
+        """The connection the Pub/Sub loop of ``shard`` subscribes on.
+
+        With a Redis Cluster: a plain connection to the primary owning the shard's hash
+        slot. Plain ``PUBLISH`` reaches subscribers on every node of a cluster, so any
+        node would do; using the slot owner spreads subscribers over the nodes.
+        """
+        if not self._cluster:
+            client = self._reader_client(shard)
+            assert isinstance(client, Redis)
+            return client
+        cluster = self._clients.get(shard)
+        assert isinstance(cluster, RedisCluster)
+        await cluster.initialize()
+        node = cluster.get_node_from_key(self._key_prefix(shard))
+        if node is None:
+            raise RedisUnavailable(f"No Redis Cluster node serves shard {shard}")
+        return create_node_client(
+            self.hosts[0],
+            node.host,
+            int(node.port),
+            socket_timeout=self._reader_timeout(shard),
+            retry=Retry(NoBackoff(), 0),
+            max_connections=2,
+        )
+
     async def _on_pubsub_message(self, message: dict[str, Any]) -> None:
         kind = _text(message.get("type"))
         if kind == "message":
@@ -301,11 +330,10 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
         elif kind == "unsubscribe":
             channel = _text(message["channel"])
             # A late confirmation of an unsubscribe that a new group_add overtook.
-            if channel.startswith(self._key("gpub", "")):
-                group = channel[len(self._key("gpub", "")) :]
-                if group in self._hub.groups:
-                    self._spawn(self._resubscribe(self._shard(group), channel))
-                    return
+            group = self._parse_key(channel, "gpub")
+            if group is not None and group in self._hub.groups:
+                self._spawn(self._resubscribe(self._shard(group), channel))
+                return
             self._confirmed.discard(channel)
 
     async def _local_chores(self) -> None:
@@ -333,9 +361,9 @@ class RedisPubSubChannelLayer(RedisChannelLayer):
             del self._confirm_waiters[channel]
 
     def _channel_shard(self, channel: str) -> int:
-        gpub = self._key("gpub", "")
-        if channel.startswith(gpub):
-            return self._shard(channel[len(gpub) :])
+        group = self._parse_key(channel, "gpub")
+        if group is not None:
+            return self._shard(group)
         return self._inbox_shard
 
     async def _resynchronise(self, shard: int) -> None:
