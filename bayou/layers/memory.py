@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import heapq
 import itertools
 import pkgutil
@@ -37,6 +36,7 @@ from typing import Any, cast
 
 from bayou.exceptions import ChannelFull
 from bayou.layers.base import BaseChannelLayer, CapacityPatterns, CompiledCapacities
+from bayou.layers.copying import ATOMIC_TYPES, copy_value
 from bayou.layers.stats import (
     ChannelStats,
     DropEvent,
@@ -51,27 +51,10 @@ __all__ = ["InMemoryChannelLayer"]
 
 Message = dict[str, Any]
 
-# Values of these exact types are immutable and shared between copies. Anything else
-# that is not a dict, list or tuple falls back to copy.deepcopy (the spec only allows
-# primitives, so that path exists for compatibility, not speed).
-_ATOMIC: frozenset[type] = frozenset({str, bytes, int, float, bool, type(None)})
 # Expired channels the sweep handles per call; keeps the cost of one call bounded.
 _SWEEP_BATCH = 32
 # Validated names remembered per layer (the set is cleared when it reaches this size).
 _NAME_CACHE_SIZE = 8192
-
-
-def _copy_value(value: Any) -> Any:
-    kind = type(value)
-    if kind in _ATOMIC:
-        return value
-    if kind is dict:
-        return {key: _copy_value(item) for key, item in value.items()}
-    if kind is list:
-        return [_copy_value(item) for item in value]
-    if kind is tuple:
-        return tuple(_copy_value(item) for item in value)
-    return copy.deepcopy(value)
 
 
 def _isolate(message: Message) -> tuple[Message, bool]:
@@ -79,11 +62,11 @@ def _isolate(message: Message) -> tuple[Message, bool]:
     nested = False
     result: Message = {}
     for key, value in message.items():
-        if type(value) in _ATOMIC:
+        if type(value) in ATOMIC_TYPES:
             result[key] = value
         else:
             nested = True
-            result[key] = _copy_value(value)
+            result[key] = copy_value(value)
     return result, nested
 
 
@@ -106,7 +89,7 @@ class _Envelope:
         if not self.shared:
             return self.message
         if self.nested:
-            result: Message = _copy_value(self.message)
+            result: Message = copy_value(self.message)
             return result
         return self.message.copy()
 
@@ -662,5 +645,5 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # Copy only when a callback will see the message; the log line does not show it.
         message = envelope.message
         if self._reporter.on_drop is not None:
-            message = _copy_value(message)
+            message = copy_value(message)
         self._reporter.report(DropEvent(reason, state.name, envelope.group, message))

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from bayou.layers.copying import copy_value, is_flat
 from bayou.layers.stats import ChannelStats, DropEvent, DropReason, DropReporter, GroupStats
 
 __all__ = ["COUNTERS", "PRESSURE_LIMIT", "LocalHub", "QueuedMessage"]
@@ -79,11 +79,11 @@ class QueuedMessage:
             return message
         if not shared:
             pristine = deserialize(self.payload)
-            shared += (pristine, _is_flat(pristine))
+            shared += (pristine, is_flat(pristine))
         if shared[1]:
             flat: Message = shared[0].copy()
             return flat
-        nested: Message = _copy_value(shared[0])
+        nested: Message = copy_value(shared[0])
         return nested
 
 
@@ -486,33 +486,6 @@ class LocalHub:
             with contextlib.suppress(Exception):
                 message = self._deserialize(queued.payload)
         self._reporter.report(DropEvent(reason, channel, queued.group, message))
-
-
-# Values of these exact types are immutable and shared between copies (the rule of the
-# in-memory layer): a receiver may mutate its message without affecting another's.
-_ATOMIC: frozenset[type] = frozenset({str, bytes, int, float, bool, type(None)})
-
-
-def _copy_value(value: Any) -> Any:
-    kind = type(value)
-    if kind in _ATOMIC:
-        return value
-    if kind is dict:
-        return {key: _copy_value(item) for key, item in value.items()}
-    if kind is list:
-        return [_copy_value(item) for item in value]
-    if kind is tuple:
-        return tuple(_copy_value(item) for item in value)
-    return copy.deepcopy(value)
-
-
-def _is_flat(message: Any) -> bool:
-    """True for a dict of immutable values only: ``dict.copy()`` makes a private copy.
-
-    Anything else (nested values, or a custom serializer's non-dict result) is copied
-    with :func:`_copy_value`.
-    """
-    return type(message) is dict and all(type(value) in _ATOMIC for value in message.values())
 
 
 def _wake_first(waiters: deque[asyncio.Future[None]]) -> None:
