@@ -7,8 +7,6 @@ free port, both as subprocesses); its helpers are imported, not copied.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -16,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.browser.cdp import Chromium, find_chromium
-from tests.django.test_example import MANAGE, Demo, _child_env
+from tests.django.test_example import MANAGE, Demo, _migrate
 from tests.django.test_runserver import ManageProcess, manage_process
-from tests.support.timeouts import scaled
 
 SKIP_REASON = "Chromium not installed: apt-get install chromium"
 """Why the browser tests are skipped on a machine without Chromium (never a silent pass)."""
@@ -43,15 +40,7 @@ def chromium() -> Iterator[Chromium]:
 def example_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh SQLite file with the example's tables and its demo users."""
     db = tmp_path_factory.mktemp("browser-example") / "db.sqlite3"
-    migrate = subprocess.run(
-        [sys.executable, str(MANAGE), "migrate", "--noinput"],
-        env={**_child_env(), "BAYOU_EXAMPLE_DB": str(db)},
-        capture_output=True,
-        text=True,
-        timeout=scaled(120),
-        check=False,
-    )
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    _migrate({"BAYOU_EXAMPLE_DB": str(db)})
     return db
 
 

@@ -39,6 +39,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """The example project migrated into a fresh SQLite file and served on a free port."""
     db = tmp_path_factory.mktemp("example") / "db.sqlite3"
     env = {"BAYOU_EXAMPLE_DB": str(db), "BAYOU_EXAMPLE_TICKER_INTERVAL": "0.2"}
+    _migrate(env)
+    with manage_process(
+        "runserver", "127.0.0.1:0", "--noreload", manage_py=MANAGE, env=env
+    ) as proc:
+        yield Demo(proc.url, proc.ws_url)
+
+
+def _migrate(env: dict[str, str]) -> None:
+    """``manage.py migrate`` for the example project, with ``env`` on top of ours."""
     migrate = subprocess.run(
         [sys.executable, str(MANAGE), "migrate", "--noinput"],
         env={**_child_env(), **env},
@@ -48,10 +57,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         check=False,
     )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    with manage_process(
-        "runserver", "127.0.0.1:0", "--noreload", manage_py=MANAGE, env=env
-    ) as proc:
-        yield Demo(proc.url, proc.ws_url)
 
 
 def _child_env() -> dict[str, str]:
@@ -270,15 +275,7 @@ def test_two_servers_share_rooms_through_redis(
         "BAYOU_REDIS_URL": redis_url,
         "BAYOU_REDIS_PREFIX": f"example-{uuid.uuid4().hex[:8]}",
     }
-    migrate = subprocess.run(
-        [sys.executable, str(MANAGE), "migrate", "--noinput"],
-        env={**_child_env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=scaled(120),
-        check=False,
-    )
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    _migrate(env)
     serve = ("runserver", "127.0.0.1:0", "--noreload")
     with (
         manage_process(*serve, manage_py=MANAGE, env=env) as one,
