@@ -21,6 +21,10 @@ def _client(client: object) -> str:
     return "-"
 
 
+def _now() -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+
+
 class AccessLog:
     """Writes one line per HTTP response and per WebSocket state change.
 
@@ -45,7 +49,7 @@ class AccessLog:
         logger.info(
             '%s - - [%s] "%s %s HTTP/%s" %d %d %.4f',
             _client(client),
-            time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+            _now(),
             method,
             target,
             http_version,
@@ -60,7 +64,7 @@ class AccessLog:
         logger.info(
             '%s - - [%s] "%s %s" - - %.4f',
             _client(client),
-            time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+            _now(),
             action,
             path,
             time.monotonic() - started,

@@ -449,10 +449,12 @@ class HttpProtocol(asyncio.Protocol):
         self.deadline = None  # _cancel_timer(), inlined
         self.timer_is_head = False
         self.state.total_requests += 1
-        cycle = _Cycle(self, request, self._scope(request))
+        websocket = request.upgrade == b"websocket"
+        # A WebSocket cycle gets its websocket scope now: _handoff reuses it.
+        cycle = _Cycle(self, request, self._scope(request, websocket))
         if self.log_enabled:
             cycle.started = time.monotonic()
-        if request.upgrade == b"websocket":
+        if websocket:
             self.upgrade_pending = True
             self._pause_reading()  # what follows belongs to the WebSocket
         else:
@@ -528,7 +530,7 @@ class HttpProtocol(asyncio.Protocol):
                 "path": path,
                 "raw_path": raw_path,
                 "query_string": query,
-                "root_path": self.root_path,
+                "root_path": root_path,
                 "headers": request.headers,
                 "client": client,
                 "server": self.server,
@@ -545,7 +547,7 @@ class HttpProtocol(asyncio.Protocol):
             "path": path,
             "raw_path": raw_path,
             "query_string": query,
-            "root_path": self.root_path,
+            "root_path": root_path,
             "headers": request.headers,
             "client": client,
             "server": self.server,
@@ -614,8 +616,9 @@ class HttpProtocol(asyncio.Protocol):
         if not conn.head_written:
             conn.reset_response()
             try:
-                conn.start_response(cycle.request, 500, _ERROR_HEADERS, close=True)
-                data = conn.send_body(_ERROR_BODY)
+                data = conn.send_response(
+                    cycle.request, 500, _ERROR_HEADERS, _ERROR_BODY, close=True
+                )
             except LocalProtocolError:  # the writer is broken (e.g. a body overran its length)
                 self._close()
                 return
@@ -718,7 +721,7 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
             return
         self._stop_timer()
-        scope = self._scope(cycle.request, websocket=True)
+        scope = cycle.scope
         leftover = self.conn.trailing_data
         self.state.connections.discard(self)
         self.cycle = None

@@ -399,9 +399,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 if not isinstance(reason, str):
                     self._misuse("websocket.close 'reason' must be a str")
                 self._start_close(code, reason)
-            elif kind == "websocket.send":
-                await self.send(message)
-            else:
+            else:  # websocket.send on an open socket never gets here: send() took it
                 self._misuse(f"{kind!r} is not valid on an accepted WebSocket")
         elif kind == "websocket.close":
             return  # closing twice, or after the peer left, is harmless
@@ -636,10 +634,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _app_failed(self) -> None:
         phase = self._phase
-        if phase == _CONNECTING:
-            self._reject(500)
-        elif phase == _RESPONSE:
-            self._reject(500)  # head already sent: just cut the body short
+        if phase in (_CONNECTING, _RESPONSE):
+            self._reject(500)  # in _RESPONSE the head is out: this cuts the body short
         elif phase == _OPEN:
             self._start_close(1011, "")
 
