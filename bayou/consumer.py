@@ -147,13 +147,12 @@ class AsyncConsumer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the consumer for one connection until a handler raises ``StopConsumer``."""
         self.scope = scope
+        self.base_send = async_to_sync(_as_coroutine_function(send)) if self._sync else send
+        sources: list[Callable[[], Awaitable[Message]]] = [receive]
         layer = self.channel_layer = _get_channel_layer(self.channel_layer_alias)
         if layer is not None:
             self.channel_name = await layer.new_channel()
             self.channel_receive = functools.partial(layer.receive, self.channel_name)
-        self.base_send = async_to_sync(_as_coroutine_function(send)) if self._sync else send
-        sources: list[Callable[[], Awaitable[Message]]] = [receive]
-        if layer is not None:
             sources.append(self.channel_receive)
         sources.extend(self._event_sources())
         with contextlib.suppress(StopConsumer):

@@ -168,11 +168,6 @@ class WebsocketConsumer(_WebsocketState, SyncConsumer):
     and leaves on disconnect (needs a channel layer with groups).
     """
 
-    groups: list[str] | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # disconnect() runs exactly once per connection: also when a handler
         # raised, the task was cancelled, or a handler raised StopConsumer.
@@ -334,11 +329,6 @@ class AsyncWebsocketConsumer(_WebsocketState, AsyncConsumer):
     Class attribute ``groups``: group names the connection joins on connect
     and leaves on disconnect (needs a channel layer with groups).
     """
-
-    groups: list[str] | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # disconnect() runs exactly once per connection: also when a handler
