@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.env import BENCH_DIR
 
@@ -29,6 +30,7 @@ __all__ = [
     "free_port",
     "rss_kib",
     "running_server",
+    "stop_process",
 ]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -89,6 +91,17 @@ def cpu_seconds(pid: int) -> float:
     # The command name may contain spaces and parentheses: split after the last ')'.
     fields = raw[raw.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int) -> None:
+    """Send ``sig`` to ``proc`` if it still runs; kill it if it is not gone 5 s later."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 def rss_kib(pid: int) -> int:
@@ -171,12 +184,6 @@ def running_server(
         _wait_listening(proc, port, startup_timeout, log)
         yield RunningServer(name, proc.pid, port, log)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc, signal.SIGINT)
         with contextlib.suppress(OSError):
             log.unlink()

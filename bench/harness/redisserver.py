@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.procs import CpuPlan, cpu_seconds, free_port
+from harness.procs import CpuPlan, cpu_seconds, free_port, stop_process
 
 __all__ = [
     "RedisFailed",
@@ -171,12 +171,6 @@ def running_redis(cpus: CpuPlan, startup_timeout: float = 10.0) -> Iterator[Runn
             time.sleep(0.05)
         yield RunningRedis(proc.pid, port)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_process(proc, signal.SIGTERM)
         if proc.stderr is not None:
             proc.stderr.close()

@@ -6,7 +6,7 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping
 
-__all__ = ["median", "merge_histograms", "percentile_ns"]
+__all__ = ["median", "merge_histograms", "percentile_ms", "percentile_ns"]
 
 _BUCKET = 1.02  # must match clients.common.Histogram
 
@@ -37,3 +37,9 @@ def percentile_ns(hist: Mapping[int, int], fraction: float) -> float | None:
         if seen >= rank:
             return float(_BUCKET ** (b + 0.5))
     return float(_BUCKET ** (max(hist) + 0.5))
+
+
+def percentile_ms(hist: Mapping[int, int], fraction: float) -> float | None:
+    """:func:`percentile_ns` in ms; None for an empty histogram."""
+    ns = percentile_ns(hist, fraction)
+    return None if ns is None else ns / 1e6

@@ -17,6 +17,7 @@ from harness.procs import CpuPlan, RunningServer
 from harness.redisserver import parse_commandstats
 from harness.stats import median, merge_histograms, percentile_ns
 from harness.suites import REDIS_SUITES, SUITES, redis_broadcast
+from harness.suites.django_common import burst_metrics
 from harness.suites.http import parse_wrk
 from harness.suites.redis_common import BAYOU_LIST, BAYOU_PUBSUB, CHANNELS_LIST, CHANNELS_PUBSUB
 
@@ -263,3 +264,26 @@ def test_report_of_a_self_starting_suite_does_not_claim_a_single_server() -> Non
     text = report.render(result)
     assert "starts fresh processes" in text
     assert "a fresh server process" not in text
+
+
+def test_burst_metrics_rate_drops_and_cpu_per_delivery() -> None:
+    """many-publishers metrics: deliveries/s over the client's seconds, the missing share
+    as drops, server CPU divided by deliveries, failed opens and disconnects as errors;
+    nothing delivered gives no per-delivery figures instead of a division by zero."""
+    done: dict[str, Any] = {
+        "hist": {"400": 10},
+        "delivered": 900,
+        "expected": 1000,
+        "seconds": 3.0,
+        "failed": 1,
+        "disconnects": 2,
+    }
+    m = burst_metrics(done, server_cpu=0.09)
+    assert m["deliveries_per_s"] == pytest.approx(300.0)
+    assert m["dropped_pct"] == pytest.approx(10.0)
+    assert m["cpu_us"] == pytest.approx(100.0)
+    assert m["p99_ms"] == pytest.approx(percentile_ns({400: 10}, 0.99) / 1e6)  # type: ignore[operator]
+    assert m["errors"] == 3
+    empty = burst_metrics({**done, "hist": {}, "delivered": 0}, server_cpu=0.1)
+    assert empty["cpu_us"] is None and empty["p99_ms"] is None
+    assert empty["dropped_pct"] == pytest.approx(100.0)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from harness.model import Contestant, Context, Metric, Suite
 from harness.procs import RunningServer
-from harness.stats import merge_histograms, percentile_ns
-from harness.suites.django_common import django_contestants, run_group_client
+from harness.suites.django_common import (
+    broadcast_common_metrics,
+    django_contestants,
+    run_group_client,
+)
 
 __all__ = ["SUITE"]
 
 _RATES_FULL = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
 _RATES_QUICK = [2, 10, 50, 200, 1000]
-
-
-def _ms(ns: float | None) -> float | None:
-    return None if ns is None else ns / 1e6
 
 
 def _measure(
@@ -31,7 +30,6 @@ def _measure(
          "--step-seconds", str(step_s), "--rates", ",".join(str(r) for r in rates)],
         timeout=budget,
     )  # fmt: skip
-    lat = merge_histograms([done["latency"]["hist"]])
     ladder = done["ladder"]
     best = float(done["best_rate"])
     # The step that ended the ladder (if any did): its share delivered and the
@@ -43,18 +41,7 @@ def _measure(
         "failed_delivered_pct": (
             100.0 * failed["delivered"] / failed["expected"] if failed else None
         ),
-        # Deliveries/s actually achieved by the best step that lost nothing (it may
-        # have been late): throughput of a server that buffers instead of dropping.
-        "peak_lossless": max(
-            (s["achieved_per_s"] for s in ladder if s["delivered"] == s["expected"]),
-            default=None,
-        ),
-        "lat_p50_ms": _ms(percentile_ns(lat, 0.5)),
-        "lat_p99_ms": _ms(percentile_ns(lat, 0.99)),
-        "errors": float(
-            done["failed"] + done["disconnects"]
-            + done["latency"]["expected"] - done["latency"]["delivered"]
-        ),
+        **broadcast_common_metrics(done),
     }  # fmt: skip
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from harness.model import Contestant, Context, Metric, Suite
 from harness.procs import RunningServer
-from harness.stats import merge_histograms, percentile_ns
-from harness.suites.django_common import django_contestants, run_group_client
+from harness.suites.django_common import burst_metrics, django_contestants, run_group_client
 
 __all__ = ["SUITE"]
 
@@ -20,18 +19,7 @@ def _measure(
         ["many", "--members", "100", "--publishers", "10", "--messages", str(messages)],
         timeout=120,
     )
-    hist = merge_histograms([done["hist"]])
-    p99 = percentile_ns(hist, 0.99)
-    delivered, expected = done["delivered"], done["expected"]
-    return {
-        "delivered": float(delivered),
-        "expected": float(expected),
-        "dropped_pct": 100.0 * (expected - delivered) / expected if expected else None,
-        "deliveries_per_s": delivered / done["seconds"] if done["seconds"] else None,
-        "p99_ms": p99 / 1e6 if p99 else None,
-        "cpu_us": cpu / delivered * 1e6 if delivered else None,
-        "errors": float(done["failed"] + done["disconnects"]),
-    }
+    return burst_metrics(done, cpu)
 
 
 SUITE = Suite(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.model import Contestant, Context, Metric, Suite, Target
-from harness.stats import merge_histograms, percentile_ns
+from harness.suites.django_common import broadcast_common_metrics
 from harness.suites.redis_common import (
     BAYOU_LIST,
     CHANNELS_LIST,
@@ -23,10 +23,6 @@ __all__ = ["SUITE", "summarize"]
 _RATES_FULL = [1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000]
 _RATES_QUICK = [1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500]
 _MEMBERS = 1000
-
-
-def _ms(ns: float | None) -> float | None:
-    return None if ns is None else ns / 1e6
 
 
 def _measure(ctx: Context, contestant: Contestant, case: str) -> dict[str, float | None]:
@@ -48,7 +44,6 @@ def _measure(ctx: Context, contestant: Contestant, case: str) -> dict[str, float
 
 def summarize(done: dict[str, Any], server_cpu: float, redis_cpu: float) -> dict[str, float | None]:
     """The suite's metrics from the broadcast client's DONE report and the CPU seconds."""
-    lat = merge_histograms([done["latency"]["hist"]])
     ladder = done["ladder"]
     best = float(done["best_rate"])
     subscribers = int(done["members"])
@@ -84,18 +79,9 @@ def summarize(done: dict[str, Any], server_cpu: float, redis_cpu: float) -> dict
         # ladder found one; otherwise none was lost up to the highest rate tried.
         "drop_rate": float(lossy["rate"]) if lossy else None,
         "top_rate": float(ladder[-1]["rate"]) if ladder else None,
-        "peak_lossless": max(
-            (s["achieved_per_s"] for s in ladder if s["delivered"] == s["expected"]),
-            default=None,
-        ),
-        "lat_p50_ms": _ms(percentile_ns(lat, 0.5)),
-        "lat_p99_ms": _ms(percentile_ns(lat, 0.99)),
         "cpu_us": server_cpu / delivered_total * 1e6 if delivered_total else None,
         "redis_cpu_us": redis_cpu / delivered_total * 1e6 if delivered_total else None,
-        "errors": float(
-            done["failed"] + done["disconnects"]
-            + done["latency"]["expected"] - done["latency"]["delivered"]
-        ),
+        **broadcast_common_metrics(done),
     }  # fmt: skip
 
 

@@ -10,17 +10,19 @@ other process's half of the group.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
-from harness.clientproc import ClientProc
 from harness.model import Contestant, Context
-from harness.procs import RunningServer, cpu_seconds, running_server
+from harness.procs import RunningServer, running_server
 from harness.redisserver import RunningRedis, redis_unavailable, running_redis
 from harness.servers import bayou_unavailable, server_argv
-from harness.suites.django_common import BAYOU_APP, CHANNELS_APP, bayou_django_unavailable
+from harness.suites.django_common import (
+    BAYOU_APP,
+    CHANNELS_APP,
+    GroupRun,
+    bayou_django_unavailable,
+    drive_group_client,
+)
 
 __all__ = [
     "BAYOU_LIST",
@@ -85,38 +87,11 @@ def two_servers(
         yield servers
 
 
-@dataclass
-class GroupRun:
-    done: dict[str, Any]
-    server_cpu: float  # seconds, both server processes
-    redis_cpu: float  # seconds
-    wall: float
-
-
 def run_group_client_on_two(
     ctx: Context, contestant: Contestant, argv_tail: list[str], timeout: float
 ) -> GroupRun:
     """Private Redis + two servers; run clients.groups with connections spread over both."""
     with running_redis(ctx.cpus) as redis, two_servers(ctx, contestant, redis) as servers:
-        urls = ",".join(f"ws://127.0.0.1:{s.port}" for s in servers)
-        client = ClientProc(
-            [ctx.python, "-m", "clients.groups", *argv_tail, "--url", urls,
-             "--deadline", str(timeout + 120)],
-            ctx.cpus,
-        )  # fmt: skip
-        try:
-            ready = client.expect("READY", timeout=120)
-            if ready["failed"]:
-                ctx.log(f"     {ready['failed']} connection(s) failed to open")
-            cpu0 = sum(cpu_seconds(s.pid) for s in servers)
-            rcpu0 = redis.cpu_seconds()
-            t0 = time.monotonic()
-            client.send("GO")
-            done = client.expect("DONE", timeout=timeout)
-            cpu = sum(cpu_seconds(s.pid) for s in servers) - cpu0
-            rcpu = redis.cpu_seconds() - rcpu0
-            wall = time.monotonic() - t0
-        finally:
-            client.finish()
-    done["failed"] = ready["failed"]
-    return GroupRun(done, cpu, rcpu, wall)
+        return drive_group_client(
+            ctx, servers, argv_tail, timeout, slack=120, redis_cpu=redis.cpu_seconds
+        )

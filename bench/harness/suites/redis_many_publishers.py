@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.model import Contestant, Context, Metric, Suite
-from harness.stats import merge_histograms, percentile_ns
+from harness.suites.django_common import burst_metrics
 from harness.suites.redis_common import (
     BAYOU_LIST,
     REDIS_PEERS,
@@ -30,20 +30,10 @@ def _measure(ctx: Context, contestant: Contestant, case: str) -> dict[str, float
          "--messages", str(_messages(ctx))],
         timeout=150,
     )  # fmt: skip
-    done = run.done
-    hist = merge_histograms([done["hist"]])
-    p99 = percentile_ns(hist, 0.99)
-    delivered, expected = done["delivered"], done["expected"]
-    return {
-        "delivered": float(delivered),
-        "expected": float(expected),
-        "dropped_pct": 100.0 * (expected - delivered) / expected if expected else None,
-        "deliveries_per_s": delivered / done["seconds"] if done["seconds"] else None,
-        "p99_ms": p99 / 1e6 if p99 else None,
-        "cpu_us": run.server_cpu / delivered * 1e6 if delivered else None,
-        "redis_cpu_us": run.redis_cpu / delivered * 1e6 if delivered else None,
-        "errors": float(done["failed"] + done["disconnects"]),
-    }
+    metrics = burst_metrics(run.done, run.server_cpu)
+    delivered = run.done["delivered"]
+    metrics["redis_cpu_us"] = run.redis_cpu / delivered * 1e6 if delivered else None
+    return metrics
 
 
 SUITE = Suite(

@@ -7,7 +7,7 @@ import time
 from harness.clientproc import ClientProc
 from harness.model import Contestant, Context, Metric, Suite, Target
 from harness.procs import RunningServer, cpu_seconds
-from harness.stats import merge_histograms, percentile_ns
+from harness.stats import merge_histograms, percentile_ms
 from harness.suites.common import raw_contestants
 
 __all__ = ["SUITE", "run_echo_load"]
@@ -58,13 +58,11 @@ def run_echo_load(
             c.finish()
     trips = sum(d["round_trips"] for d in done)
     hist = merge_histograms(d["hist"] for d in done)
-    p99 = percentile_ns(hist, 0.99)
-    p50 = percentile_ns(hist, 0.50)
     client_busy = max(d["client_cpu_s"] / d["client_wall_s"] for d in done)
     return {
         "rtps": trips / seconds,
-        "p50_ms": p50 / 1e6 if p50 else None,
-        "p99_ms": p99 / 1e6 if p99 else None,
+        "p50_ms": percentile_ms(hist, 0.50),
+        "p99_ms": percentile_ms(hist, 0.99),
         "cpu_us": cpu / trips * 1e6 if trips else None,
         "cpu_pct": cpu / seconds * 100,
         "client_pct": client_busy * 100,
