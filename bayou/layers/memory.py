@@ -27,17 +27,17 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import pkgutil
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from bayou.exceptions import ChannelFull
 from bayou.layers.base import BaseChannelLayer, CapacityPatterns, CompiledCapacities
 from bayou.layers.copying import ATOMIC_TYPES, copy_value
 from bayou.layers.stats import (
+    LAYER_COUNTERS,
     ChannelStats,
     DropEvent,
     DropReason,
@@ -195,9 +195,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.group_expiry = group_expiry
         self.group_send_timeout = group_send_timeout
         self._clock = clock
-        if isinstance(on_drop, str):
-            # A dotted path, so the callback can be named in settings.CHANNEL_LAYERS.
-            on_drop = cast(OnDrop, pkgutil.resolve_name(on_drop))
         self._reporter = DropReporter(on_drop, drop_log_interval, clock)
         #: channel name -> state (private; the name matches Channels' attribute).
         self.channels: dict[str, _Channel] = {}
@@ -208,20 +205,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._sweep: list[tuple[float, int, str]] = []
         self._tokens = itertools.count(1)
         self._generation = 0
-        self._counters: dict[str, int] = dict.fromkeys(
-            (
-                "sent",
-                "received",
-                "group_sends",
-                "group_deliveries",
-                "channel_full",
-                "dropped_full",
-                "expired",
-                "waits",
-                "group_members_expired",
-            ),
-            0,
-        )
+        self._counters: dict[str, int] = dict.fromkeys(LAYER_COUNTERS, 0)
         self._queued = 0
         self._valid_channels: set[str] = set()
         self._valid_groups: set[str] = set()

@@ -9,12 +9,14 @@ can see, measure and react to lost messages. See ``docs/topics/delivery.md``.
 from __future__ import annotations
 
 import logging
+import pkgutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 __all__ = [
+    "LAYER_COUNTERS",
     "ChannelStats",
     "DropEvent",
     "DropReason",
@@ -87,6 +89,21 @@ class LayerStats:
         return self.dropped_full + self.expired
 
 
+#: The counter fields of :class:`LayerStats`, in order: the keys of a layer's counter
+#: dict (``LayerStats(**counters, channels=..., groups=..., queued=...)``).
+LAYER_COUNTERS = (
+    "sent",
+    "received",
+    "group_sends",
+    "group_deliveries",
+    "channel_full",
+    "dropped_full",
+    "expired",
+    "waits",
+    "group_members_expired",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelStats:
     """A snapshot of one channel, for the consumer that owns it."""
@@ -118,6 +135,8 @@ class GroupStats:
 class DropReporter:
     """Logs drops at a bounded rate and forwards each one to ``on_drop``.
 
+    ``on_drop`` may be given as a callable or as its dotted path (resolved here, once).
+
     The first drop is logged at once; later drops within ``interval`` seconds are counted
     and summarised by the first drop after the interval ends (no timer runs in the
     background). ``on_drop`` is called for every drop; an exception it raises is logged and
@@ -126,12 +145,15 @@ class DropReporter:
 
     def __init__(
         self,
-        on_drop: OnDrop | None = None,
+        on_drop: OnDrop | str | None = None,
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         log: logging.Logger = logger,
     ) -> None:
-        self.on_drop = on_drop
+        if isinstance(on_drop, str):
+            # A dotted path, so the callback can be named in settings.CHANNEL_LAYERS.
+            on_drop = cast(OnDrop, pkgutil.resolve_name(on_drop))
+        self.on_drop: OnDrop | None = on_drop
         self.interval = interval
         self._clock = clock
         self._log = log

@@ -417,8 +417,13 @@ class ChannelLayerConformance:
         assert await self._receive(layer, "conformance.someone") == {"type": "still"}
 
     async def test_group_send_to_empty_group(self, layer: BaseChannelLayer) -> None:
-        """group_send() to a group without members returns without error."""
+        """group_send() to a group without members returns without error and keeps nothing.
+
+        A channel that joins the group afterwards does not receive the earlier message.
+        """
         await layer.group_send("conformance-empty", {"type": "nobody"})
+        await layer.group_add("conformance-empty", "conformance.joined.later")
+        await self._assert_empty(layer, "conformance.joined.later")
 
     async def test_groups_are_independent(self, layer: BaseChannelLayer) -> None:
         """A channel in two groups receives messages from both; other groups don't leak in."""

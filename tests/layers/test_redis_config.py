@@ -227,3 +227,15 @@ def test_timing_options_are_validated(option: dict[str, Any]) -> None:
     and the receive loop's periodic work spin), group_send_timeout non-negative."""
     with pytest.raises(ValueError, match=next(iter(option))):
         RedisChannelLayer(hosts=["redis://127.0.0.1:1/0"], **option)
+
+
+def _record_drop(event: object) -> None:
+    """A drop callback named by dotted path in test_on_drop_by_dotted_path."""
+
+
+def test_on_drop_by_dotted_path() -> None:
+    """on_drop may be given as a dotted path, as for the in-memory layer."""
+    layer = RedisChannelLayer(
+        hosts=["redis://127.0.0.1:1/0"], on_drop="tests.layers.test_redis_config:_record_drop"
+    )
+    assert layer.on_drop is _record_drop

@@ -138,8 +138,8 @@ class RedisChannelLayer(BaseChannelLayer):
     ``random_prefix_length``, ``serializer_format``. bayou additions (keyword only):
 
     ``on_drop`` / ``drop_log_interval``
-        As for the in-memory layer: a callback per dropped message, and the minimum
-        seconds between two WARNING lines about drops.
+        As for the in-memory layer: a callback per dropped message (or its dotted path),
+        and the minimum seconds between two WARNING lines about drops.
     ``block_timeout``
         Seconds one blocking pop of the receive loop waits (default 1). Always kept
         below the receive connection's socket timeout.
@@ -177,7 +177,7 @@ class RedisChannelLayer(BaseChannelLayer):
         random_prefix_length: int = 0,
         serializer_format: str = "msgpack",
         *,
-        on_drop: OnDrop | None = None,
+        on_drop: OnDrop | str | None = None,
         drop_log_interval: float = 10.0,
         block_timeout: float = 1.0,
         process_ttl: float = 30.0,

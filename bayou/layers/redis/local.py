@@ -20,7 +20,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bayou.layers.copying import copy_value, is_flat
-from bayou.layers.stats import ChannelStats, DropEvent, DropReason, DropReporter, GroupStats
+from bayou.layers.stats import (
+    LAYER_COUNTERS,
+    ChannelStats,
+    DropEvent,
+    DropReason,
+    DropReporter,
+    GroupStats,
+)
 
 __all__ = ["COUNTERS", "PRESSURE_LIMIT", "LocalHub", "QueuedMessage"]
 
@@ -35,17 +42,7 @@ Message = dict[str, Any]
 PRESSURE_LIMIT = 10
 
 #: Layer-wide counters, in :class:`~bayou.layers.stats.LayerStats` order.
-COUNTERS = (
-    "sent",
-    "received",
-    "group_sends",
-    "group_deliveries",
-    "channel_full",
-    "dropped_full",
-    "expired",
-    "waits",
-    "group_members_expired",
-)
+COUNTERS = LAYER_COUNTERS
 
 
 class QueuedMessage:
